@@ -1,0 +1,1 @@
+"""Committed schemas, shipped with the package: ClickHouse migrations and event JSON Schemas."""

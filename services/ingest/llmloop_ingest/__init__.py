@@ -1,0 +1,1 @@
+"""The ingest service: the front door for apps' completions and feedback."""

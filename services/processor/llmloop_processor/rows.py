@@ -1,0 +1,296 @@
+"""Events to table rows: one Arrow table per ClickHouse table, typed explicitly.
+
+Missing optional strings become '' and missing numbers NULL, matching the
+migrations in ``schemas/clickhouse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from llmloop.events import (
+    AlertStateChanged,
+    CompletionLogged,
+    FeedbackGiven,
+    MetricComputed,
+    RetrainJobUpdated,
+)
+
+TS = pa.timestamp("ms", tz="UTC")
+LABELS = pa.map_(pa.string(), pa.string())
+FLOATS = pa.map_(pa.string(), pa.float64())
+STRINGS = pa.list_(pa.string())
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How events of one type land in one table."""
+
+    table: str
+    # The partition time (column, and the event attribute it comes from): it bounds
+    # the duplicate look-up to the parts that can hold a redelivered event.
+    time_column: str
+    time_attribute: str
+    schema: pa.Schema
+    row: Callable[[Any], dict[str, Any]]
+
+    def to_arrow(self, events: Sequence[Any]) -> pa.Table:
+        rows = [self.row(e) for e in events]
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+def _common(e: Any) -> dict[str, Any]:
+    return {"event_id": str(e.event_id), "project_id": e.project_id or "", "ts": e.timestamp}
+
+
+def _completion(e: CompletionLogged) -> dict[str, Any]:
+    chat = not isinstance(e.prompt, str)
+    return {
+        **_common(e),
+        "trace_id": e.trace_id or "",
+        "parent_id": e.parent_id or "",
+        "model": e.model,
+        "model_version": e.model_version or "",
+        "prompt_template": e.prompt_template or "",
+        "prompt_version": e.prompt_version or "",
+        "prompt_format": "chat" if chat else "text",
+        "prompt": (
+            orjson.dumps([m.model_dump(exclude_none=True) for m in e.prompt]).decode()
+            if chat
+            else e.prompt
+        ),
+        "completion": e.completion,
+        "prompt_tokens": e.prompt_tokens,
+        "completion_tokens": e.completion_tokens,
+        "latency_ms": e.latency_ms,
+        "cost_usd": e.cost_usd,
+        "user_id": e.user_id or "",
+        "session_id": e.session_id or "",
+        "attributes": list(e.attributes.items()),
+        "tags": e.tags,
+        "metadata": orjson.dumps(e.metadata).decode(),
+    }
+
+
+def _feedback(e: FeedbackGiven) -> dict[str, Any]:
+    value = getattr(e, "value", None)
+    chosen, rejected = getattr(e, "chosen_id", None), getattr(e, "rejected_id", None)
+    return {
+        **_common(e),
+        "completion_id": str(e.completion_id),
+        "kind": e.kind,  # type: ignore[attr-defined]
+        "source": e.source,
+        "value": None if value is None else float(value),
+        "scale_min": getattr(e, "scale_min", None),
+        "scale_max": getattr(e, "scale_max", None),
+        "comment": e.comment or "",
+        "correction": getattr(e, "correction", None) or "",
+        "chosen_id": None if chosen is None else str(chosen),
+        "rejected_id": None if rejected is None else str(rejected),
+        "user_id": e.user_id or "",
+        "metadata": orjson.dumps(e.metadata).decode(),
+    }
+
+
+def _metric(e: MetricComputed) -> dict[str, Any]:
+    return {
+        **_common(e),
+        "name": e.name,
+        "value": e.value,
+        "labels": list(e.labels.items()),
+        "window_start": e.window_start,
+        "window_end": e.window_end,
+        "sample_size": e.sample_size,
+        "p_value": e.p_value,
+    }
+
+
+def _alert(e: AlertStateChanged) -> dict[str, Any]:
+    return {
+        **_common(e),
+        "rule": e.rule,
+        "status": e.status,
+        "fingerprint": e.fingerprint,
+        "severity": e.severity,
+        "labels": list(e.labels.items()),
+        "annotations": list(e.annotations.items()),
+        "value": e.value,
+        "threshold": e.threshold,
+        "starts_at": e.starts_at,
+        "ends_at": e.ends_at,
+    }
+
+
+def _retrain(e: RetrainJobUpdated) -> dict[str, Any]:
+    return {
+        **_common(e),
+        "job_id": e.job_id,
+        "stage": e.stage,
+        "model": e.model,
+        "dataset_version": e.dataset_version or "",
+        "model_version": e.model_version or "",
+        "progress": e.progress,
+        "metrics": list(e.metrics.items()),
+        "gate_passed": None if e.gate is None else e.gate.passed,
+        "gate_reasons": [] if e.gate is None else e.gate.reasons,
+        "message": e.message or "",
+    }
+
+
+def _model_version(e: RetrainJobUpdated) -> dict[str, Any]:
+    registered: datetime = e.timestamp
+    return {
+        "project_id": e.project_id or "",
+        "model": e.model,
+        "version": e.model_version or e.job_id,
+        "job_id": e.job_id,
+        "dataset_version": e.dataset_version or "",
+        "metrics": list(e.metrics.items()),
+        "gate_passed": bool(e.gate and e.gate.passed),
+        "gate_reasons": [] if e.gate is None else e.gate.reasons,
+        "status": "registered",
+        "registered_at": registered,
+        # The event's own time, not now(): a redelivered registration is an identical row.
+        "updated_at": registered,
+    }
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    common = [("event_id", pa.string()), ("project_id", pa.string()), ("ts", TS)]
+    return pa.schema(common + list(fields))
+
+
+S, F, U32 = pa.string(), pa.float64(), pa.uint32()
+
+COMPLETIONS = TableSpec(
+    "completions",
+    "ts",
+    "timestamp",
+    _schema(
+        ("trace_id", S),
+        ("parent_id", S),
+        ("model", S),
+        ("model_version", S),
+        ("prompt_template", S),
+        ("prompt_version", S),
+        ("prompt_format", S),
+        ("prompt", S),
+        ("completion", S),
+        ("prompt_tokens", U32),
+        ("completion_tokens", U32),
+        ("latency_ms", F),
+        ("cost_usd", F),
+        ("user_id", S),
+        ("session_id", S),
+        ("attributes", LABELS),
+        ("tags", STRINGS),
+        ("metadata", S),
+    ),
+    _completion,
+)
+FEEDBACK = TableSpec(
+    "feedback",
+    "ts",
+    "timestamp",
+    _schema(
+        ("completion_id", S),
+        ("kind", S),
+        ("source", S),
+        ("value", F),
+        ("scale_min", F),
+        ("scale_max", F),
+        ("comment", S),
+        ("correction", S),
+        ("chosen_id", S),
+        ("rejected_id", S),
+        ("user_id", S),
+        ("metadata", S),
+    ),
+    _feedback,
+)
+METRICS = TableSpec(
+    "metrics",
+    "window_end",
+    "window_end",
+    _schema(
+        ("name", S),
+        ("value", F),
+        ("labels", LABELS),
+        ("window_start", TS),
+        ("window_end", TS),
+        ("sample_size", U32),
+        ("p_value", F),
+    ),
+    _metric,
+)
+ALERTS = TableSpec(
+    "alerts",
+    "ts",
+    "timestamp",
+    _schema(
+        ("rule", S),
+        ("status", S),
+        ("fingerprint", S),
+        ("severity", S),
+        ("labels", LABELS),
+        ("annotations", LABELS),
+        ("value", F),
+        ("threshold", F),
+        ("starts_at", TS),
+        ("ends_at", TS),
+    ),
+    _alert,
+)
+RETRAIN_JOBS = TableSpec(
+    "retrain_jobs",
+    "ts",
+    "timestamp",
+    _schema(
+        ("job_id", S),
+        ("stage", S),
+        ("model", S),
+        ("dataset_version", S),
+        ("model_version", S),
+        ("progress", F),
+        ("metrics", FLOATS),
+        ("gate_passed", pa.bool_()),
+        ("gate_reasons", STRINGS),
+        ("message", S),
+    ),
+    _retrain,
+)
+MODEL_VERSIONS_SCHEMA = pa.schema(
+    [
+        ("project_id", S),
+        ("model", S),
+        ("version", S),
+        ("job_id", S),
+        ("dataset_version", S),
+        ("metrics", FLOATS),
+        ("gate_passed", pa.bool_()),
+        ("gate_reasons", STRINGS),
+        ("status", S),
+        ("registered_at", TS),
+        ("updated_at", TS),
+    ]
+)
+
+# Event wire type -> where it lands.
+SPECS: dict[str, TableSpec] = {
+    "completion": COMPLETIONS,
+    "feedback": FEEDBACK,
+    "metric": METRICS,
+    "alert": ALERTS,
+    "retrain": RETRAIN_JOBS,
+}
+
+
+def model_version_rows(events: Sequence[RetrainJobUpdated]) -> pa.Table:
+    rows = [_model_version(e) for e in events if e.stage == "model_registered"]
+    return pa.Table.from_pylist(rows, schema=MODEL_VERSIONS_SCHEMA)

@@ -1,0 +1,142 @@
+"""The bus port: publish records durably, consume them in groups that commit.
+
+Every adapter gives the same guarantees, so the services' logic runs the same
+on ``memory://`` (unit tests), ``sqlite://`` (the embedded runtime) and
+``kafka://`` (production):
+
+* ``publish`` returns only when every record is durable (Kafka: acks=all;
+  sqlite: fsync'd); otherwise it raises ``BusUnavailable`` and the caller
+  knows nothing of the batch was acknowledged.
+* A consumer group resumes from its last commit; a consumer commits only after
+  its handler finished, so a crash redelivers a batch rather than losing it.
+  Handlers must therefore be idempotent (downstream dedup by ``event_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class BusError(Exception):
+    """A bus operation failed."""
+
+
+class BusUnavailable(BusError):
+    """The bus did not acknowledge in time; nothing of the batch may be assumed durable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a producer publishes."""
+
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a consumer receives."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Consumer(Protocol):
+    """One member of a consumer group."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Message]:
+        """Up to ``max_records`` messages; waits up to ``timeout_s`` when none are ready."""
+        ...
+
+    async def commit(self) -> None:
+        """Commit everything that ``poll`` returned so far."""
+        ...
+
+
+class EventBus(Protocol):
+    """A durable, partitioned log of records."""
+
+    url: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, topic: str, records: Sequence[Record]) -> None:
+        """Append records; returns once all are durable, raises ``BusUnavailable`` if not."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise ``BusUnavailable`` unless the bus answers now (readiness probes)."""
+        ...
+
+    def consumer(self, topics: Sequence[str], group: str) -> Consumer:
+        """A consumer in ``group`` reading ``topics`` from the group's last commit."""
+        ...
+
+
+Handler = Callable[[list[Message]], Awaitable[None]]
+
+
+async def consume(
+    consumer: Consumer,
+    handler: Handler,
+    *,
+    batch_size: int,
+    max_wait_s: float,
+    stop: asyncio.Event,
+    idle_poll_s: float = 1.0,
+    max_backoff_s: float = 30.0,
+) -> None:
+    """Feed batches to ``handler`` and commit after each one it finished.
+
+    A batch closes at ``batch_size`` messages or ``max_wait_s`` after its first
+    message. When the handler raises (the store is down, say), the same batch
+    is retried with backoff and nothing is committed: the stream pauses instead
+    of skipping. Unreadable messages are the handler's to dead-letter.
+    """
+    while not stop.is_set():
+        batch = await consumer.poll(batch_size, idle_poll_s)
+        if not batch:
+            continue
+        deadline = time.monotonic() + max_wait_s
+        while len(batch) < batch_size and (left := deadline - time.monotonic()) > 0:
+            more = await consumer.poll(batch_size - len(batch), left)
+            if not more:
+                break
+            batch.extend(more)
+        backoff = 0.1
+        while True:
+            try:
+                await handler(batch)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "handler failed on a batch of %d; retrying in %.1f s, offsets not committed",
+                    len(batch),
+                    backoff,
+                )
+                try:
+                    await asyncio.wait_for(stop.wait(), backoff)
+                    return  # stopping: the batch stays uncommitted and is redelivered
+                except TimeoutError:
+                    backoff = min(backoff * 2, max_backoff_s)
+        await consumer.commit()

@@ -1,0 +1,335 @@
+"""``llmloop``: the command line, and the composition root that knows every service.
+
+Heavy imports (FastAPI, chDB, aiokafka) happen inside the command that needs
+them, so ``llmloop --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from llmloop import __version__
+from llmloop.settings import Settings
+
+EPILOG = """\
+Quick start:
+  llmloop up --demo            run everything locally, with demo traffic
+  llmloop query "SELECT model, count() FROM completions GROUP BY model"
+
+Every option can also come from the environment with the LLMLOOP_ prefix,
+e.g. LLMLOOP_DATA_DIR, LLMLOOP_BUS_URL, LLMLOOP_STORE_URL, LLMLOOP_PORT.
+"""
+
+
+class CliError(Exception):
+    """A problem to tell the user about in one line, without a traceback."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for arg, field in (
+        ("data_dir", "data_dir"),
+        ("broker", "bus_url"),
+        ("store", "store_url"),
+        ("host", "host"),
+        ("port", "port"),
+        ("log_level", "log_level"),
+    ):
+        value = getattr(args, arg, None)
+        if value is not None:
+            overrides[field] = value
+    return Settings(**overrides)
+
+
+def _open_store(settings: Settings) -> Any:
+    from llmloop.runtime_file import RuntimeInfo
+    from llmloop.store import StoreLocked, open_store
+
+    running = RuntimeInfo.running(settings.data_dir)
+    try:
+        return open_store(settings.store_url)
+    except StoreLocked as exc:
+        if running is not None:
+            raise CliError(
+                f"llmloop up (pid {running.pid}) has the store at {settings.store_url} open; "
+                "stop it first"
+            ) from exc
+        raise CliError(str(exc)) from exc
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from llmloop.embedded import run_embedded
+    from llmloop.logs import setup_logging
+    from llmloop.runtime_file import RuntimeInfo
+    from llmloop.store import StoreError
+
+    settings = _settings(args)
+    running = RuntimeInfo.running(settings.data_dir)
+    if running is not None:
+        raise CliError(
+            f"llmloop up is already running on {settings.data_dir} "
+            f"(pid {running.pid}, API at {running.api_url})"
+        )
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(run_embedded(settings, demo=args.demo, demo_rate=args.demo_rate))
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from llmloop.logs import setup_logging
+    from llmloop_ingest.app import create_app
+
+    settings = _settings(args)
+    setup_logging(settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    return 0
+
+
+def cmd_processor(args: argparse.Namespace) -> int:
+    from llmloop.logs import setup_logging
+    from llmloop.store import StoreError
+    from llmloop_processor.service import serve
+
+    settings = _settings(args)
+    setup_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(serve(settings))
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from llmloop.store.migrate import migrate
+
+    settings = _settings(args)
+    store = _open_store(settings)
+    try:
+        report = migrate(store, target=args.to)
+    finally:
+        store.close()
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for label in report.applied:
+        print(f"applied      {label}")
+    for label in report.rolled_back:
+        print(f"rolled back  {label}")
+    if report.changed:
+        print(f"{settings.store_url}: schema is now at version {report.current}")
+    else:
+        print(f"{settings.store_url}: nothing to do, schema is at version {report.current}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import httpx
+    import orjson
+
+    from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
+    from llmloop.store import StoreError
+
+    settings = _settings(args)
+    params = dict(_param(p) for p in args.param)
+    running = RuntimeInfo.running(settings.data_dir)
+    if running is not None and running.store_url == settings.store_url:
+        # `up` owns the embedded store: only one process may open it, so ask `up`.
+        response = httpx.post(
+            f"{running.api_url}/_local/query",
+            content=orjson.dumps({"sql": args.sql, "format": args.format, "params": params}),
+            headers={TOKEN_HEADER: running.token, "Content-Type": "application/json"},
+            timeout=args.timeout,
+        )
+        if response.status_code != 200:
+            raise CliError(response.json().get("detail", response.text))
+        output = response.content
+    else:
+        store = _open_store(settings)
+        try:
+            output = store.query_raw(args.sql, args.format, params)
+        except StoreError as exc:
+            raise CliError(str(exc)) from exc
+        finally:
+            store.close()
+    sys.stdout.buffer.write(output)
+    sys.stdout.flush()
+    return 0
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise CliError(f"--param {text!r}: expected NAME=VALUE")
+    return name, value
+
+
+def cmd_schemas_export(args: argparse.Namespace) -> int:
+    from llmloop import schemas
+
+    directory = Path(args.out) if args.out else schemas.default_dir()
+    if args.check:
+        stale = schemas.stale(directory)
+        if stale:
+            print(
+                f"stale event schemas in {directory}: {', '.join(stale)}\n"
+                "run `llmloop schemas export` and commit the result",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"event schemas in {directory} are current")
+        return 0
+    changed = schemas.export(directory)
+    print(f"wrote {', '.join(changed)}" if changed else "event schemas already current")
+    return 0
+
+
+# --- parser ----------------------------------------------------------------------------
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="embedded data dir (default .llmloop)")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="chdb:///PATH or clickhouse://HOST:PORT[/DB] (default: chDB in the data dir)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmloop",
+        description="Close the loop around a deployed LLM: log, monitor, alert, fine-tune.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"llmloop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser(
+        "up",
+        help="run everything in one process (API, local log, chDB)",
+        description="Run the embedded runtime: the HTTP API on --port, a durable local log, "
+        "and the processor writing chDB under --data-dir. Migrates the store first. "
+        "Ctrl-C stops it cleanly; a kill -9 loses nothing that was acknowledged.",
+    )
+    _store_options(up)
+    up.add_argument(
+        "--broker", metavar="URL", help="kafka://HOST:PORT to use Kafka instead of the local log"
+    )
+    up.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="API port (default 7070)")
+    up.add_argument("--demo", action="store_true", help="also generate realistic demo traffic")
+    up.add_argument(
+        "--demo-rate",
+        type=float,
+        default=20.0,
+        metavar="N",
+        help="demo events per second (default 20)",
+    )
+    up.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    up.set_defaults(func=cmd_up)
+
+    ing = sub.add_parser(
+        "ingest",
+        help="run the ingest API alone (distributed runtime)",
+        description="Serve POST /v1/events and publish to --broker. Scale it horizontally.",
+    )
+    ing.add_argument("--broker", metavar="URL", help="kafka://HOST:PORT (default: LLMLOOP_BUS_URL)")
+    ing.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 in containers)")
+    ing.add_argument("--port", type=int, help="port (default 7070)")
+    ing.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ing.set_defaults(func=cmd_ingest)
+
+    proc = sub.add_parser(
+        "processor",
+        help="run the processor alone (distributed runtime)",
+        description="Consume every topic from --broker and write --store, each event once. "
+        "The only writer of ClickHouse; run one replica per few partitions.",
+    )
+    _store_options(proc)
+    proc.add_argument(
+        "--broker", metavar="URL", help="kafka://HOST:PORT (default: LLMLOOP_BUS_URL)"
+    )
+    proc.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    proc.set_defaults(func=cmd_processor)
+
+    mig = sub.add_parser(
+        "migrate",
+        help="apply the ClickHouse migrations (idempotent)",
+        description="Apply pending migrations from schemas/clickhouse in order. "
+        "Running it again changes nothing. --to N rolls forward or back to version N.",
+    )
+    _store_options(mig)
+    mig.add_argument("--to", type=int, metavar="N", help="target version (default: newest)")
+    mig.set_defaults(func=cmd_migrate)
+
+    q = sub.add_parser(
+        "query",
+        help="run SQL on the store (works while `up` runs)",
+        description="Run one SQL statement. While `llmloop up` owns the embedded store, the "
+        "query goes through it; otherwise the store is opened directly. Values belong in "
+        'parameters: llmloop query "SELECT count() FROM completions WHERE model = {m:String}" '
+        "--param m=gpt-4o-mini",
+    )
+    q.add_argument("sql", help="the SQL statement")
+    q.add_argument(
+        "--format",
+        "-f",
+        default="PrettyCompactMonoBlock",
+        help="ClickHouse output format: TabSeparated, CSV, JSONEachRow, ... "
+        "(default PrettyCompactMonoBlock)",
+    )
+    q.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="bind {NAME:Type} in the SQL (repeatable)",
+    )
+    q.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    _store_options(q)
+    q.set_defaults(func=cmd_query)
+
+    sch = sub.add_parser("schemas", help="event JSON Schemas").add_subparsers(
+        dest="schemas_command", metavar="COMMAND", required=True
+    )
+    exp = sch.add_parser(
+        "export",
+        help="write schemas/events/*.json from the event models",
+        description="Write one JSON Schema per event type. --check writes nothing and "
+        "fails when a committed file differs from the models (for CI).",
+    )
+    exp.add_argument("--out", help="directory (default: the package's schemas/events)")
+    exp.add_argument("--check", action="store_true", help="fail if any file is stale")
+    exp.set_defaults(func=cmd_schemas_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # bad URLs and settings: say what, not where
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The embedded runtime of ``llmloop up``: every service in one process.
+
+The HTTP API (ingest) publishes to the durable local log; the processor reads
+it and writes chDB. The same services and the same bus and store ports as the
+distributed runtime, wired in one asyncio loop. ``--broker`` / ``--store``
+swap the adapters for Kafka and a ClickHouse server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Header, HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from llmloop.bus import open_bus
+from llmloop.demo import run_demo
+from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
+from llmloop.settings import Settings
+from llmloop.store import Store, StoreError, open_store
+from llmloop.store.migrate import migrate
+from llmloop_ingest.app import create_app
+from llmloop_processor.service import Processor
+
+log = logging.getLogger(__name__)
+
+
+class LocalQuery(BaseModel):
+    sql: str = Field(min_length=1, max_length=100_000)
+    format: str = Field(default="TabSeparated", pattern=r"^[A-Za-z0-9]+$")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def local_router(store: Store, token: str) -> APIRouter:
+    """``POST /_local/query``: SQL from ``llmloop query`` on this machine, to the store we own."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.post("/_local/query")
+    async def query(
+        body: LocalQuery, token_header: str = Header(default="", alias=TOKEN_HEADER)
+    ) -> Response:
+        if token_header != token:
+            raise HTTPException(status_code=401, detail="wrong local token")
+        try:
+            out = await asyncio.to_thread(store.query_raw, body.sql, body.format, body.params)
+        except StoreError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return Response(out, media_type="application/octet-stream")
+
+    return router
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime shuts down in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+async def run_embedded(
+    settings: Settings,
+    *,
+    demo: bool = False,
+    demo_rate: float = 20.0,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGINT / SIGTERM: migrate, then API + processor (+ demo traffic)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.store_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        report = await asyncio.to_thread(migrate, store)
+        log.info("store %s at schema version %d", store.url, report.current)
+        bus = open_bus(settings.bus_url)
+        await bus.start()
+        try:
+            await _serve(settings, bus, store, stop, demo=demo, demo_rate=demo_rate, ready=ready)
+        finally:
+            await bus.close()
+    finally:
+        RuntimeInfo.remove(settings.data_dir)
+        store.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("llmloop stopped")
+
+
+async def _serve(
+    settings: Settings,
+    bus: Any,
+    store: Store,
+    stop: asyncio.Event,
+    *,
+    demo: bool,
+    demo_rate: float,
+    ready: asyncio.Event | None,
+) -> None:
+    processor = Processor(bus, store)
+    processing_stop = asyncio.Event()
+    processing = asyncio.create_task(
+        processor.run(
+            processing_stop,
+            batch_size=settings.writer_batch_size,
+            max_wait_s=settings.writer_max_wait_s,
+        ),
+        name="processor",
+    )
+    app: FastAPI = create_app(settings, bus=bus)
+    api_url = (
+        f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{settings.port}"
+    )
+    info = RuntimeInfo.new(api_url, settings.store_url)
+    app.include_router(local_router(store, info.token))
+    server = _Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_config=None, access_log=False
+        )
+    )
+    serving = asyncio.create_task(server.serve(), name="api")
+    while not server.started:
+        if serving.done():
+            await serving  # raises why it could not start (port in use...)
+            raise SystemExit(f"the API could not start on {settings.host}:{settings.port}")
+        await asyncio.sleep(0.05)
+    info.write(settings.data_dir)
+    log.info("API listening on %s  (POST /v1/events, docs at %s/docs)", api_url, api_url)
+    log.info('query the store:  llmloop query "SELECT count() FROM completions"')
+    demo_task = None
+    if demo:
+        demo_task = asyncio.create_task(run_demo(api_url, stop, rate=demo_rate), name="demo")
+        log.info(
+            "demo traffic: about %.0f events/s (drift after 3,000 completions, bias on de-DE)",
+            demo_rate,
+        )
+    if ready is not None:
+        ready.set()
+    watched = {asyncio.create_task(stop.wait()), processing, serving}
+    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down")
+    stop.set()
+    if demo_task is not None:
+        sent = await demo_task
+        log.info("demo sent %d events", sent)
+    server.should_exit = True  # finish in-flight requests, then the processor drains
+    await serving
+    processing_stop.set()
+    await processing  # re-raises if the processor is what failed

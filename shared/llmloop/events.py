@@ -1,0 +1,366 @@
+"""Event contracts, v1: every event that crosses the bus, in one place.
+
+Wire rules (see DESIGN.md, "Contracts"):
+
+* ``event_id`` is a UUID made by the client; it is the idempotency key, so a
+  re-sent or redelivered event never counts twice downstream.
+* ``type`` is a stable wire name, independent of the class and module names.
+* ``project_id`` is set by ingest from the API key; whatever a client puts in
+  the body is overwritten.
+* v1 grows only by optional fields, each with a comment saying why. A change
+  that would break a v1 consumer goes into a v2 model and topic, side by side.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeAlias
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+# Limits a user relies on: big enough for real prompts (a long RAG context is
+# ~100k tokens, ~400k characters), small enough that one event can never take
+# a service down.
+MAX_TEXT_CHARS = 1_000_000
+MAX_NAME_CHARS = 256
+MAX_LABELS = 64
+MAX_LABEL_VALUE_CHARS = 1_024
+MAX_TAGS = 64
+MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 8
+MAX_MESSAGES = 1_000
+# Clocks drift and batches sit in SDK spools; further than this is a bug.
+MAX_FUTURE_SKEW = timedelta(hours=24)
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+
+PROJECT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC; aware ones are converted to UTC."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value < EARLIEST_TIMESTAMP:
+        raise ValueError(f"timestamp {value.isoformat()} is before {EARLIEST_TIMESTAMP.year}")
+    if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        raise ValueError(
+            f"timestamp {value.isoformat()} is more than "
+            f"{int(MAX_FUTURE_SKEW.total_seconds() // 3600)} h in the future; check the clock"
+        )
+    return value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_size(value: dict[str, Any]) -> dict[str, Any]:
+    def depth(node: Any, level: int = 1) -> int:
+        if isinstance(node, dict):
+            return max((depth(v, level + 1) for v in node.values()), default=level)
+        if isinstance(node, list):
+            return max((depth(v, level + 1) for v in node), default=level)
+        return level
+
+    if depth(value) > MAX_METADATA_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
+    size = len(orjson.dumps(value))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"{size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+OptionalName = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] | None
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE_CHARS)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)]
+Metadata = Annotated[dict[str, Any], AfterValidator(_json_size)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=2**31)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=MAX_TEXT_CHARS)
+
+    event_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4,
+        description="Made by the client; the idempotency key. Re-sending it is harmless.",
+    )
+    timestamp: Timestamp = Field(
+        default_factory=_now, description="When it happened (UTC; naive values are read as UTC)."
+    )
+    project_id: str | None = Field(
+        default=None,
+        pattern=PROJECT_ID_PATTERN,
+        description="Set by ingest from the API key; a value sent by a client is ignored.",
+    )
+
+    def key(self) -> bytes:
+        """The bus key: events about one completion share a key, hence a partition."""
+        return self.event_id.bytes
+
+
+class ChatMessage(BaseModel):
+    """One message of a chat prompt (OpenAI-style roles)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: Text
+    name: OptionalName = None
+
+
+class CompletionLogged(Event):
+    """An LLM call that happened in an app: what was asked, what came back, at what cost."""
+
+    type: Literal["completion"] = "completion"
+    trace_id: OptionalName = None
+    parent_id: OptionalName = Field(default=None, description="The step before this in a chain.")
+    model: Name
+    model_version: OptionalName = None
+    prompt_template: OptionalName = None
+    prompt_version: OptionalName = None
+    prompt: Text | Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
+    completion: Text
+    prompt_tokens: NonNegativeInt | None = None
+    completion_tokens: NonNegativeInt | None = None
+    latency_ms: NonNegativeFloat | None = None
+    cost_usd: NonNegativeFloat | None = Field(
+        default=None, description="Computed from the price table when absent."
+    )
+    user_id: OptionalName = None
+    session_id: OptionalName = None
+    attributes: Labels = Field(
+        default_factory=dict,
+        description="Segments that bias statistics group by, e.g. locale, plan, age band.",
+    )
+    metadata: Metadata = Field(default_factory=dict)
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+
+    def prompt_text(self) -> str:
+        """The prompt as one string (chat messages joined by role)."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return "\n".join(f"{m.role}: {m.content}" for m in self.prompt)
+
+
+class FeedbackGiven(Event):
+    """Fields every kind of feedback carries. Concrete kinds below."""
+
+    type: Literal["feedback"] = "feedback"
+    completion_id: uuid.UUID = Field(description="The event_id of the completion this is about.")
+    source: Literal["user", "annotator", "judge"] = "user"
+    user_id: OptionalName = None
+    comment: Text | None = Field(default=None, description="Free text that may accompany any kind.")
+    metadata: Metadata = Field(default_factory=dict)
+
+    def key(self) -> bytes:
+        return self.completion_id.bytes
+
+
+class ThumbsFeedback(FeedbackGiven):
+    """A thumbs up (+1) or down (-1)."""
+
+    kind: Literal["thumbs"] = "thumbs"
+    value: Literal[1, -1]
+
+
+class ScoreFeedback(FeedbackGiven):
+    """A number on a scale, e.g. 1-5 stars (scale_min=1, scale_max=5)."""
+
+    kind: Literal["score"] = "score"
+    scale_min: float = Field(default=0.0, allow_inf_nan=False)
+    scale_max: float = Field(default=1.0, allow_inf_nan=False)
+    value: float = Field(allow_inf_nan=False)
+
+    @field_validator("value")
+    @classmethod
+    def _within_scale(cls, value: float, info: Any) -> float:
+        low, high = info.data.get("scale_min"), info.data.get("scale_max")
+        if low is not None and high is not None and not low <= value <= high:
+            raise ValueError(f"score {value} is outside its scale [{low}, {high}]")
+        return value
+
+    @field_validator("scale_max")
+    @classmethod
+    def _scale_ordered(cls, value: float, info: Any) -> float:
+        low = info.data.get("scale_min")
+        if low is not None and value <= low:
+            raise ValueError(f"scale_max {value} must be greater than scale_min {low}")
+        return value
+
+
+class CommentFeedback(FeedbackGiven):
+    """Free-text feedback."""
+
+    kind: Literal["comment"] = "comment"
+    comment: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class CorrectionFeedback(FeedbackGiven):
+    """The text the user wanted instead of the completion."""
+
+    kind: Literal["correction"] = "correction"
+    correction: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class PreferenceFeedback(FeedbackGiven):
+    """A choice between two completions of the same prompt.
+
+    ``completion_id`` defaults to ``chosen_id`` so that the pair is keyed by
+    (and partitioned with) the chosen completion.
+    """
+
+    kind: Literal["preference"] = "preference"
+    completion_id: uuid.UUID = Field(default=None, validate_default=False)  # type: ignore[assignment]
+    chosen_id: uuid.UUID
+    rejected_id: uuid.UUID
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_completion_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("completion_id") is None and "chosen_id" in data:
+            data = {**data, "completion_id": data["chosen_id"]}
+        return data
+
+    @field_validator("rejected_id")
+    @classmethod
+    def _distinct(cls, value: uuid.UUID, info: Any) -> uuid.UUID:
+        if value == info.data.get("chosen_id"):
+            raise ValueError("rejected_id must differ from chosen_id")
+        return value
+
+
+Feedback: TypeAlias = Annotated[
+    ThumbsFeedback | ScoreFeedback | CommentFeedback | CorrectionFeedback | PreferenceFeedback,
+    Field(discriminator="kind"),
+]
+
+
+class MetricComputed(Event):
+    """A statistic over a window (drift, bias, feedback rates), published by the processor."""
+
+    type: Literal["metric"] = "metric"
+    name: Name
+    value: float = Field(allow_inf_nan=False)
+    labels: Labels = Field(default_factory=dict)
+    window_start: Timestamp
+    window_end: Timestamp
+    sample_size: NonNegativeInt
+    p_value: float | None = Field(default=None, ge=0, le=1)
+
+    def key(self) -> bytes:
+        return self.name.encode()
+
+
+class AlertStateChanged(Event):
+    """An alert started firing or resolved."""
+
+    type: Literal["alert"] = "alert"
+    rule: Name
+    status: Literal["firing", "resolved"]
+    fingerprint: Name
+    severity: Literal["info", "warning", "critical"] = "warning"
+    labels: Labels = Field(default_factory=dict)
+    annotations: Labels = Field(default_factory=dict)
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    starts_at: Timestamp
+    ends_at: Timestamp | None = None
+
+    def key(self) -> bytes:
+        return self.fingerprint.encode()
+
+
+class GateResult(BaseModel):
+    """The evaluation gate's verdict on a trained model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    passed: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class RetrainJobUpdated(Event):
+    """A step in a fine-tune job's life, or a model version registered from it."""
+
+    type: Literal["retrain"] = "retrain"
+    job_id: Name
+    stage: Literal["requested", "started", "progress", "succeeded", "failed", "model_registered"]
+    model: Name = Field(description="The base model the job fine-tunes.")
+    dataset_version: OptionalName = None
+    model_version: OptionalName = None
+    progress: float | None = Field(default=None, ge=0, le=1)
+    metrics: dict[Name, float] = Field(default_factory=dict)
+    gate: GateResult | None = None
+    message: Annotated[str, StringConstraints(max_length=4096)] | None = None
+
+    def key(self) -> bytes:
+        return self.job_id.encode()
+
+
+AnyEvent: TypeAlias = Annotated[
+    CompletionLogged | Feedback | MetricComputed | AlertStateChanged | RetrainJobUpdated,
+    Field(discriminator="type"),
+]
+# What apps may send to ingest; the other types are produced inside llmloop.
+IngestEvent: TypeAlias = Annotated[CompletionLogged | Feedback, Field(discriminator="type")]
+
+# Wire type -> model, for JSON Schema export. Feedback is one schema (its kinds).
+EVENT_MODELS: dict[str, Any] = {
+    "completion": CompletionLogged,
+    "feedback": Feedback,
+    "metric": MetricComputed,
+    "alert": AlertStateChanged,
+    "retrain": RetrainJobUpdated,
+}
+
+event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+ingest_adapter: TypeAdapter[IngestEvent] = TypeAdapter(IngestEvent)
+
+
+_FEEDBACK_KINDS = {"thumbs", "score", "comment", "correction", "preference"}
+
+
+def error_field(error: Mapping[str, Any]) -> str:
+    """The field a pydantic error is about, as the user wrote it (``attributes.locale``).
+
+    Drops the union tags pydantic adds to locations (``completion``,
+    ``feedback``, ``thumbs`` ...), and names the discriminator when the tag
+    itself is wrong or missing.
+    """
+    loc = list(error.get("loc", ()))
+    if loc and loc[0] in EVENT_MODELS:
+        tag = loc.pop(0)
+        if tag == "feedback" and loc and loc[0] in _FEEDBACK_KINDS:
+            loc.pop(0)
+    if error.get("type") in {"union_tag_invalid", "union_tag_not_found"}:
+        loc.append(str(error.get("ctx", {}).get("discriminator", "type")).strip("'"))
+    return ".".join(str(p) for p in loc) or "(event)"
+
+
+def parse_event(data: bytes | str) -> AnyEvent:
+    """Parse one event from its JSON wire form; raises ``pydantic.ValidationError``."""
+    return event_adapter.validate_json(data)
+
+
+def encode_event(event: Event) -> bytes:
+    """The JSON wire form of an event."""
+    return event.__pydantic_serializer__.to_json(event)

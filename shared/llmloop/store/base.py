@@ -1,0 +1,61 @@
+"""The store port: the ClickHouse SQL both adapters run unchanged.
+
+``chdb:///PATH`` runs the ClickHouse engine in-process (embedded runtime, tests);
+``clickhouse://HOST:PORT[/DB]`` talks to a server (production). Values always
+travel as bound parameters (``{name:Type}`` placeholders), never spliced into
+SQL text. Inserts take a columnar Arrow table and use ClickHouse's Arrow input
+format on both adapters, so type conversions are the engine's, and the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class StoreError(Exception):
+    """A store operation failed."""
+
+
+class StoreLocked(StoreError):
+    """The embedded store is open in another process."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+class Store(Protocol):
+    url: str
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing (DDL, INSERT ... SELECT)."""
+        ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        """Run a SELECT and return typed rows."""
+        ...
+
+    def query_raw(
+        self, sql: str, fmt: str = "TabSeparated", params: Mapping[str, Any] | None = None
+    ) -> bytes:
+        """Run a query and return its output in a ClickHouse output format (for the CLI)."""
+        ...
+
+    def insert(self, table: str, data: pa.Table) -> int:
+        """Insert an Arrow table's columns (by name) into ``table``; returns rows written."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,9 @@
+"""Topic names. A breaking change to an event gets a v2 topic beside v1."""
+
+EVENTS = "llmloop.events.v1"  # completions and feedback, keyed by completion id
+METRICS = "llmloop.metrics.v1"  # statistics from the processor
+ALERTS = "llmloop.alerts.v1"  # alert transitions from alerting
+RETRAIN = "llmloop.retrain.v1"  # fine-tune job lifecycle and model versions
+DEADLETTER = "llmloop.deadletter.v1"  # messages no handler could read, with the reason
+
+ALL = (EVENTS, METRICS, ALERTS, RETRAIN, DEADLETTER)
