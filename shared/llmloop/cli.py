@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
 
 from llmloop import __version__
-from llmloop.settings import Settings
+from llmloop.cliutil import (
+    CliError,
+    add_broker_option,
+    add_log_option,
+    add_store_options,
+    open_store_for_cli,
+    settings_from,
+)
+
+# Services add their own commands; the CLI is their composition root.
+SERVICE_COMMANDS = (
+    "llmloop_ingest.commands",
+    "llmloop_processor.commands",
+    "llmloop_alerting.commands",
+    "llmloop_retraining.commands",
+)
 
 EPILOG = """\
 Quick start:
@@ -25,42 +41,6 @@ e.g. LLMLOOP_DATA_DIR, LLMLOOP_BUS_URL, LLMLOOP_STORE_URL, LLMLOOP_PORT.
 """
 
 
-class CliError(Exception):
-    """A problem to tell the user about in one line, without a traceback."""
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for arg, field in (
-        ("data_dir", "data_dir"),
-        ("broker", "bus_url"),
-        ("store", "store_url"),
-        ("host", "host"),
-        ("port", "port"),
-        ("log_level", "log_level"),
-    ):
-        value = getattr(args, arg, None)
-        if value is not None:
-            overrides[field] = value
-    return Settings(**overrides)
-
-
-def _open_store(settings: Settings) -> Any:
-    from llmloop.runtime_file import RuntimeInfo
-    from llmloop.store import StoreLocked, open_store
-
-    running = RuntimeInfo.running(settings.data_dir)
-    try:
-        return open_store(settings.store_url)
-    except StoreLocked as exc:
-        if running is not None:
-            raise CliError(
-                f"llmloop up (pid {running.pid}) has the store at {settings.store_url} open; "
-                "stop it first"
-            ) from exc
-        raise CliError(str(exc)) from exc
-
-
 # --- commands --------------------------------------------------------------------------
 
 
@@ -70,7 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from llmloop.runtime_file import RuntimeInfo
     from llmloop.store import StoreError
 
-    settings = _settings(args)
+    settings = settings_from(args)
     running = RuntimeInfo.running(settings.data_dir)
     if running is not None:
         raise CliError(
@@ -85,37 +65,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from llmloop.logs import setup_logging
-    from llmloop_ingest.app import create_app
-
-    settings = _settings(args)
-    setup_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
-    return 0
-
-
-def cmd_processor(args: argparse.Namespace) -> int:
-    from llmloop.logs import setup_logging
-    from llmloop.store import StoreError
-    from llmloop_processor.service import serve
-
-    settings = _settings(args)
-    setup_logging(settings.log_level, settings.log_format)
-    try:
-        asyncio.run(serve(settings))
-    except StoreError as exc:
-        raise CliError(str(exc)) from exc
-    return 0
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
     from llmloop.store.migrate import migrate
 
-    settings = _settings(args)
-    store = _open_store(settings)
+    settings = settings_from(args)
+    store = open_store_for_cli(settings)
     try:
         report = migrate(store, target=args.to)
     finally:
@@ -140,7 +94,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
     from llmloop.store import StoreError
 
-    settings = _settings(args)
+    settings = settings_from(args)
     params = dict(_param(p) for p in args.param)
     running = RuntimeInfo.running(settings.data_dir)
     if running is not None and running.store_url == settings.store_url:
@@ -155,7 +109,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise CliError(response.json().get("detail", response.text))
         output = response.content
     else:
-        store = _open_store(settings)
+        store = open_store_for_cli(settings)
         try:
             output = store.query_raw(args.sql, args.format, params)
         except StoreError as exc:
@@ -197,15 +151,6 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
 # --- parser ----------------------------------------------------------------------------
 
 
-def _store_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, help="embedded data dir (default .llmloop)")
-    p.add_argument(
-        "--store",
-        metavar="URL",
-        help="chdb:///PATH or clickhouse://HOST:PORT[/DB] (default: chDB in the data dir)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmloop",
@@ -223,10 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and the processor writing chDB under --data-dir. Migrates the store first. "
         "Ctrl-C stops it cleanly; a kill -9 loses nothing that was acknowledged.",
     )
-    _store_options(up)
-    up.add_argument(
-        "--broker", metavar="URL", help="kafka://HOST:PORT to use Kafka instead of the local log"
-    )
+    add_store_options(up)
+    add_broker_option(up)
     up.add_argument("--host", help="address to bind (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="API port (default 7070)")
     up.add_argument("--demo", action="store_true", help="also generate realistic demo traffic")
@@ -237,32 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="demo events per second (default 20)",
     )
-    up.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_option(up)
     up.set_defaults(func=cmd_up)
-
-    ing = sub.add_parser(
-        "ingest",
-        help="run the ingest API alone (distributed runtime)",
-        description="Serve POST /v1/events and publish to --broker. Scale it horizontally.",
-    )
-    ing.add_argument("--broker", metavar="URL", help="kafka://HOST:PORT (default: LLMLOOP_BUS_URL)")
-    ing.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 in containers)")
-    ing.add_argument("--port", type=int, help="port (default 7070)")
-    ing.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    ing.set_defaults(func=cmd_ingest)
-
-    proc = sub.add_parser(
-        "processor",
-        help="run the processor alone (distributed runtime)",
-        description="Consume every topic from --broker and write --store, each event once. "
-        "The only writer of ClickHouse; run one replica per few partitions.",
-    )
-    _store_options(proc)
-    proc.add_argument(
-        "--broker", metavar="URL", help="kafka://HOST:PORT (default: LLMLOOP_BUS_URL)"
-    )
-    proc.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    proc.set_defaults(func=cmd_processor)
 
     mig = sub.add_parser(
         "migrate",
@@ -270,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply pending migrations from schemas/clickhouse in order. "
         "Running it again changes nothing. --to N rolls forward or back to version N.",
     )
-    _store_options(mig)
+    add_store_options(mig)
     mig.add_argument("--to", type=int, metavar="N", help="target version (default: newest)")
     mig.set_defaults(func=cmd_migrate)
 
@@ -299,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bind {NAME:Type} in the SQL (repeatable)",
     )
     q.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
-    _store_options(q)
+    add_store_options(q)
     q.set_defaults(func=cmd_query)
 
     sch = sub.add_parser("schemas", help="event JSON Schemas").add_subparsers(
@@ -314,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", help="directory (default: the package's schemas/events)")
     exp.add_argument("--check", action="store_true", help="fail if any file is stale")
     exp.set_defaults(func=cmd_schemas_export)
+
+    for module in SERVICE_COMMANDS:
+        if importlib.util.find_spec(module.partition(".")[0]) and importlib.util.find_spec(module):
+            importlib.import_module(module).add_commands(sub)
     return parser
 
 

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Header, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from llmloop.bus import open_bus
+from llmloop.bus import EventBus, open_bus
 from llmloop.demo import run_demo
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.settings import Settings
@@ -54,6 +54,24 @@ def local_router(store: Store, token: str) -> APIRouter:
         return Response(out, media_type="application/octet-stream")
 
     return router
+
+
+class Service(Protocol):
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then return after finishing the current batch."""
+        ...
+
+
+def background_services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Service]:
+    """The services that run beside the API, by name; each consumes the bus on its own."""
+    return {
+        "processor": Processor(
+            bus,
+            store,
+            batch_size=settings.writer_batch_size,
+            max_wait_s=settings.writer_max_wait_s,
+        ),
+    }
 
 
 class _Server(uvicorn.Server):
@@ -105,16 +123,11 @@ async def _serve(
     demo_rate: float,
     ready: asyncio.Event | None,
 ) -> None:
-    processor = Processor(bus, store)
-    processing_stop = asyncio.Event()
-    processing = asyncio.create_task(
-        processor.run(
-            processing_stop,
-            batch_size=settings.writer_batch_size,
-            max_wait_s=settings.writer_max_wait_s,
-        ),
-        name="processor",
-    )
+    services_stop = asyncio.Event()
+    running = [
+        asyncio.create_task(service.run(services_stop), name=name)
+        for name, service in background_services(settings, bus, store).items()
+    ]
     app: FastAPI = create_app(settings, bus=bus)
     api_url = (
         f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{settings.port}"
@@ -144,7 +157,7 @@ async def _serve(
         )
     if ready is not None:
         ready.set()
-    watched = {asyncio.create_task(stop.wait()), processing, serving}
+    watched = {asyncio.create_task(stop.wait()), serving, *running}
     await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     log.info("shutting down")
     stop.set()
@@ -153,5 +166,6 @@ async def _serve(
         log.info("demo sent %d events", sent)
     server.should_exit = True  # finish in-flight requests, then the processor drains
     await serving
-    processing_stop.set()
-    await processing  # re-raises if the processor is what failed
+    services_stop.set()
+    for task in running:
+        await task  # re-raises if a service is what failed

@@ -53,9 +53,9 @@ async def until(condition, timeout: float = 20.0):
 
 @pytest.fixture
 async def running(any_bus, store):
-    processor = Processor(any_bus, store)
+    processor = Processor(any_bus, store, batch_size=500, max_wait_s=0.1)
     stop = asyncio.Event()
-    task = asyncio.create_task(processor.run(stop, batch_size=500, max_wait_s=0.1))
+    task = asyncio.create_task(processor.run(stop))
     app = create_app(Settings(), bus=any_bus)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c, processor

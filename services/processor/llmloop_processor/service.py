@@ -38,8 +38,12 @@ def dead_letter(message: Message, reason: str) -> Record:
 class Processor:
     """Parses each batch, dead-letters what cannot be read, writes the rest once."""
 
-    def __init__(self, bus: EventBus, store: Store) -> None:
+    def __init__(
+        self, bus: EventBus, store: Store, *, batch_size: int = 5_000, max_wait_s: float = 0.25
+    ) -> None:
         self.bus = bus
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
         self.writer = StoreWriter(store)
         self.written = 0
         self.duplicates = 0
@@ -72,13 +76,17 @@ class Processor:
                 self.dead_lettered,
             )
 
-    async def run(self, stop: asyncio.Event, *, batch_size: int, max_wait_s: float) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         consumer = self.bus.consumer(TOPICS, GROUP)
         await consumer.start()
         log.info("processor consuming %s as group %s", ", ".join(TOPICS), GROUP)
         try:
             await consume(
-                consumer, self.handle, batch_size=batch_size, max_wait_s=max_wait_s, stop=stop
+                consumer,
+                self.handle,
+                batch_size=self.batch_size,
+                max_wait_s=self.max_wait_s,
+                stop=stop,
             )
         finally:
             await consumer.close()
@@ -102,9 +110,13 @@ async def serve(settings: Settings) -> None:
     bus = open_bus(settings.bus_url)
     try:
         await bus.start()
-        await Processor(bus, store).run(
-            stop, batch_size=settings.writer_batch_size, max_wait_s=settings.writer_max_wait_s
+        processor = Processor(
+            bus,
+            store,
+            batch_size=settings.writer_batch_size,
+            max_wait_s=settings.writer_max_wait_s,
         )
+        await processor.run(stop)
     finally:
         await bus.close()
         store.close()

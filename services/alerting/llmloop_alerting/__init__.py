@@ -1,0 +1,1 @@
+"""The alerting service: rules on metric events, alert state, signed webhooks."""

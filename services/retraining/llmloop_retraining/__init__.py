@@ -1,0 +1,1 @@
+"""The retraining service: preference pairs from feedback, datasets, DPO jobs, evaluation gate."""

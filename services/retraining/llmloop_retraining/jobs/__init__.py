@@ -1,0 +1,1 @@
+"""Jobs that run on training nodes; only these import torch and TRL."""

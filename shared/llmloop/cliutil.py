@@ -1,0 +1,83 @@
+"""What every ``llmloop`` command shares: settings from flags, one-line errors, common options.
+
+Each service adds its own commands in ``<service>/commands.py`` with
+``add_commands(subparsers)``; heavy imports stay inside the command functions so
+``llmloop --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llmloop.settings import Settings
+
+if TYPE_CHECKING:
+    from llmloop.store import Store
+
+S = TypeVar("S", bound=Settings)
+
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+# Flag (argparse dest) -> settings field.
+_FLAGS = {
+    "data_dir": "data_dir",
+    "broker": "bus_url",
+    "store": "store_url",
+    "host": "host",
+    "port": "port",
+    "log_level": "log_level",
+}
+
+
+class CliError(Exception):
+    """A problem to tell the user about in one line, without a traceback."""
+
+
+def settings_from(args: argparse.Namespace, cls: type[S] = Settings) -> S:  # type: ignore[assignment]
+    """Settings from the environment, overridden by the flags the user gave."""
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in _FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
+    return cls(**overrides)
+
+
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="embedded data dir (default .llmloop)")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="chdb:///PATH or clickhouse://HOST:PORT[/DB] (default: chDB in the data dir)",
+    )
+
+
+def add_broker_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--broker",
+        metavar="URL",
+        help="kafka://HOST:PORT or sqlite:///PATH (default: LLMLOOP_BUS_URL, else the local log)",
+    )
+
+
+def add_log_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-level", choices=LOG_LEVELS)
+
+
+def open_store_for_cli(settings: Settings) -> Store:
+    """Open the store, or explain in one line why it cannot be opened now."""
+    from llmloop.runtime_file import RuntimeInfo
+    from llmloop.store import StoreLocked, open_store
+
+    try:
+        return open_store(settings.store_url)
+    except StoreLocked as exc:
+        running = RuntimeInfo.running(settings.data_dir)
+        if running is not None:
+            raise CliError(
+                f"llmloop up (pid {running.pid}) has the store at {settings.store_url} open; "
+                "stop it first"
+            ) from exc
+        raise CliError(str(exc)) from exc
