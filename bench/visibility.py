@@ -28,11 +28,14 @@ import httpx
 LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
 
 
-async def post_steadily(url: str, rate: int, seconds: float, batch: int, model: str) -> int:
+async def post_steadily(
+    url: str, rate: int, seconds: float, batch: int, model: str, key: str
+) -> int:
     sent = 0
     interval = batch / rate
     start = time.monotonic()
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    headers = {"Authorization": f"Bearer {key}"}  # `up` keeps its local key in local.key
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
         tick = 0
         while time.monotonic() - start < seconds:
             events = [
@@ -89,7 +92,8 @@ def one_run(args: argparse.Namespace, run: int) -> tuple[float, float, float]:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             model = f"bench-{run}"
-            sent = asyncio.run(post_steadily(url, args.rate, args.seconds, args.batch, model))
+            key = (data_dir / "local.key").read_text().strip()
+            sent = asyncio.run(post_steadily(url, args.rate, args.seconds, args.batch, model, key))
             deadline = time.monotonic() + 30
             while (
                 int(query(data_dir, f"SELECT count() FROM completions WHERE model = '{model}'"))

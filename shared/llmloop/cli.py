@@ -128,6 +128,24 @@ def _param(text: str) -> tuple[str, str]:
     return name, value
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from llmloop.backfill import backfill
+    from llmloop.store.migrate import migrate
+
+    settings = settings_from(args)
+    store = open_store_for_cli(settings)
+    try:
+        migrate(store)
+        report = backfill(
+            store, hours=args.hours, events_per_minute=args.rate, project=args.project
+        )
+    finally:
+        store.close()
+    rows = ", ".join(f"{n} {table}" for table, n in sorted(report.rows.items()))
+    print(f"wrote {args.hours:g} h of demo history for project {args.project!r}: {rows}")
+    return 0
+
+
 def cmd_schemas_export(args: argparse.Namespace) -> int:
     from llmloop import schemas
 
@@ -220,6 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     add_store_options(q)
     q.set_defaults(func=cmd_query)
+
+    demo = sub.add_parser(
+        "demo",
+        help="fill the store with hours of demo history (every dashboard shows data)",
+        description="Write demo traffic laid out over the past --hours straight to the store: "
+        "completions and feedback from two models and two prompt versions, with a drift "
+        "episode in the last part and a bias gap on the de-DE locale. For live traffic "
+        "instead, run `llmloop up --demo`. Needs the store to itself (stop `up` first).",
+    )
+    add_store_options(demo)
+    demo.add_argument("--hours", type=float, default=6.0, help="history length (default 6)")
+    demo.add_argument(
+        "--rate", type=int, default=40, metavar="N", help="events per simulated minute (default 40)"
+    )
+    demo.add_argument("--project", default="demo", help="project id (default demo)")
+    demo.set_defaults(func=cmd_demo)
 
     sch = sub.add_parser("schemas", help="event JSON Schemas").add_subparsers(
         dest="schemas_command", metavar="COMMAND", required=True

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,9 +103,15 @@ BAD_ANSWERS = [
 class DemoTraffic:
     """Deterministic for a seed: a stream of completion and feedback event dicts."""
 
-    def __init__(self, seed: int = 0, drift_after: int | None = 3_000) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        drift_after: int | None = 3_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.rng = random.Random(seed)
         self.drift_after = drift_after
+        self.clock = clock  # a backfill passes a simulated clock
         self.completions = 0
         self._recent: list[tuple[str, str, str]] = []  # (id, model, locale) awaiting feedback
 
@@ -126,7 +133,7 @@ class DemoTraffic:
         return {
             "type": "completion",
             "event_id": event_id,
-            "timestamp": datetime.now(UTC).isoformat(),
+            "timestamp": self.clock().isoformat(),
             "trace_id": uuid.uuid4().hex,
             "model": model,
             "model_version": "2026-10" if model == "gpt-4o-mini" else "base",
@@ -156,7 +163,7 @@ class DemoTraffic:
         base = {
             "type": "feedback",
             "event_id": str(uuid.uuid4()),
-            "timestamp": datetime.now(UTC).isoformat(),
+            "timestamp": self.clock().isoformat(),
             "completion_id": completion_id,
             "user_id": f"user-{rng.randrange(500)}",
         }

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from typing import Any, Protocol
 
 import uvicorn
@@ -21,12 +20,17 @@ from pydantic import BaseModel, Field
 
 from llmloop.bus import EventBus, open_bus
 from llmloop.demo import run_demo
+from llmloop.lifecycle import stop_on_signals
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.settings import Settings
 from llmloop.store import Store, StoreError, open_store
 from llmloop.store.migrate import migrate
+from llmloop_alerting.runtime import services as alerting_services
 from llmloop_ingest.app import create_app
-from llmloop_processor.service import Processor
+from llmloop_ingest.keys import ensure_local_key
+from llmloop_ingest.settings import ingest_settings
+from llmloop_processor.runtime import services as processor_services
+from llmloop_retraining.runtime import services as retraining_services
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +69,14 @@ class Service(Protocol):
 def background_services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Service]:
     """The services that run beside the API, by name; each consumes the bus on its own."""
     return {
-        "processor": Processor(
-            bus,
-            store,
-            batch_size=settings.writer_batch_size,
-            max_wait_s=settings.writer_max_wait_s,
-        ),
+        # The sink, the enricher (its model loads on the first completion, in a
+        # thread, so the API answers at once) and the statistics timer.
+        **processor_services(settings, bus, store),
+        # Joins feedback to completions into preference pairs (state in
+        # DATA_DIR/retraining) and runs DPO jobs when a model's policy says so.
+        **retraining_services(settings, bus),
+        # Rules on the metric events; signed webhooks (state in DATA_DIR/alerting.db).
+        **alerting_services(settings, bus),
     }
 
 
@@ -92,24 +98,21 @@ async def run_embedded(
     """Run until SIGINT / SIGTERM: migrate, then API + processor (+ demo traffic)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store_url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        report = await asyncio.to_thread(migrate, store)
-        log.info("store %s at schema version %d", store.url, report.current)
-        bus = open_bus(settings.bus_url)
-        await bus.start()
-        try:
-            await _serve(settings, bus, store, stop, demo=demo, demo_rate=demo_rate, ready=ready)
-        finally:
-            await bus.close()
+        async with stop_on_signals() as stop:
+            report = await asyncio.to_thread(migrate, store)
+            log.info("store %s at schema version %d", store.url, report.current)
+            bus = open_bus(settings.bus_url)
+            await bus.start()
+            try:
+                await _serve(
+                    settings, bus, store, stop, demo=demo, demo_rate=demo_rate, ready=ready
+                )
+            finally:
+                await bus.close()
     finally:
         RuntimeInfo.remove(settings.data_dir)
         store.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         log.info("llmloop stopped")
 
 
@@ -128,7 +131,11 @@ async def _serve(
         asyncio.create_task(service.run(services_stop), name=name)
         for name, service in background_services(settings, bus, store).items()
     ]
-    app: FastAPI = create_app(settings, bus=bus)
+    # The API needs a key, as in production; local traffic (the demo, apps on this
+    # machine through the SDK) uses DATA_DIR/local.key, made on first start.
+    config = ingest_settings(settings)
+    local_key = ensure_local_key(settings.data_dir, config.keys_path())
+    app: FastAPI = create_app(config, bus=bus)
     api_url = (
         f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{settings.port}"
     )
@@ -148,9 +155,23 @@ async def _serve(
     info.write(settings.data_dir)
     log.info("API listening on %s  (POST /v1/events, docs at %s/docs)", api_url, api_url)
     log.info('query the store:  llmloop query "SELECT count() FROM completions"')
+    log.info(
+        "API key of project 'default': %s (the SDK reads it there; curl: "
+        '-H "Authorization: Bearer $(cat %s)")',
+        settings.data_dir / "local.key",
+        settings.data_dir / "local.key",
+    )
     demo_task = None
     if demo:
-        demo_task = asyncio.create_task(run_demo(api_url, stop, rate=demo_rate), name="demo")
+        demo_task = asyncio.create_task(
+            run_demo(
+                api_url,
+                stop,
+                rate=demo_rate,
+                headers={"Authorization": f"Bearer {local_key}"},
+            ),
+            name="demo",
+        )
         log.info(
             "demo traffic: about %.0f events/s (drift after 3,000 completions, bias on de-DE)",
             demo_rate,

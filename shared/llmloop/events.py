@@ -289,6 +289,35 @@ class AlertStateChanged(Event):
         return self.fingerprint.encode()
 
 
+# Added within v1 (issue 5, alerting): every webhook delivery attempt, so Grafana can
+# show the timeline and `llmloop alerts dlq` what was given up on. A new wire type,
+# so consumers of "alert" see nothing new.
+class NotificationAttempted(Event):
+    """One attempt to deliver an alert notification to a receiver, and how it ended.
+
+    ``outcome``: ``delivered`` (2xx), ``retrying`` (timeout, connection error,
+    429, 5xx; another attempt follows) or ``dead_lettered`` (the last attempt
+    failed, or a 4xx that is never retried; replayable from the dead letters).
+    """
+
+    type: Literal["notification"] = "notification"
+    notification_id: Name = Field(description="Same on every attempt; the idempotency key.")
+    rule: Name
+    fingerprint: Name
+    status: Literal["firing", "resolved"]
+    receiver: Name
+    receiver_type: Literal["webhook", "slack", "pagerduty"]
+    attempt: Annotated[int, Field(ge=1, le=1_000)]
+    outcome: Literal["delivered", "retrying", "dead_lettered"]
+    http_status: Annotated[int, Field(ge=100, le=599)] | None = None
+    error: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    duration_ms: NonNegativeFloat | None = None
+    next_attempt_at: Timestamp | None = None
+
+    def key(self) -> bytes:
+        return self.fingerprint.encode()
+
+
 class GateResult(BaseModel):
     """The evaluation gate's verdict on a trained model."""
 
@@ -303,7 +332,18 @@ class RetrainJobUpdated(Event):
 
     type: Literal["retrain"] = "retrain"
     job_id: Name
-    stage: Literal["requested", "started", "progress", "succeeded", "failed", "model_registered"]
+    # "model_promoted" added within v1 (issue 6, retraining): `llmloop models promote`
+    # announces that a registered version is the one to serve; the processor marks
+    # it promoted in model_versions. Additive: consumers of the other stages see nothing new.
+    stage: Literal[
+        "requested",
+        "started",
+        "progress",
+        "succeeded",
+        "failed",
+        "model_registered",
+        "model_promoted",
+    ]
     model: Name = Field(description="The base model the job fine-tunes.")
     dataset_version: OptionalName = None
     model_version: OptionalName = None
@@ -311,13 +351,24 @@ class RetrainJobUpdated(Event):
     metrics: dict[Name, float] = Field(default_factory=dict)
     gate: GateResult | None = None
     message: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    # Lineage, added within v1 (issue 6, retraining): what the job started from (a
+    # checkpoint path or hub id when it differs from `model`), which launcher ran it,
+    # and where the trained weights are, so a model version names all of its origins.
+    base_model: OptionalName = None
+    launcher: Literal["local", "kubernetes"] | None = None
+    artifact_uri: Annotated[str, StringConstraints(max_length=2048)] | None = None
 
     def key(self) -> bytes:
         return self.job_id.encode()
 
 
 AnyEvent: TypeAlias = Annotated[
-    CompletionLogged | Feedback | MetricComputed | AlertStateChanged | RetrainJobUpdated,
+    CompletionLogged
+    | Feedback
+    | MetricComputed
+    | AlertStateChanged
+    | NotificationAttempted
+    | RetrainJobUpdated,
     Field(discriminator="type"),
 ]
 # What apps may send to ingest; the other types are produced inside llmloop.
@@ -329,6 +380,7 @@ EVENT_MODELS: dict[str, Any] = {
     "feedback": Feedback,
     "metric": MetricComputed,
     "alert": AlertStateChanged,
+    "notification": NotificationAttempted,
     "retrain": RetrainJobUpdated,
 }
 

@@ -5,5 +5,8 @@ METRICS = "llmloop.metrics.v1"  # statistics from the processor
 ALERTS = "llmloop.alerts.v1"  # alert transitions from alerting
 RETRAIN = "llmloop.retrain.v1"  # fine-tune job lifecycle and model versions
 DEADLETTER = "llmloop.deadletter.v1"  # messages no handler could read, with the reason
+# Alert notifications that no receiver accepted after the last retry (issue 5):
+# NotificationAttempted events with outcome "dead_lettered"; `llmloop alerts dlq`.
+NOTIFICATIONS_DEADLETTER = "llmloop.notifications.deadletter.v1"
 
-ALL = (EVENTS, METRICS, ALERTS, RETRAIN, DEADLETTER)
+ALL = (EVENTS, METRICS, ALERTS, RETRAIN, DEADLETTER, NOTIFICATIONS_DEADLETTER)

@@ -31,14 +31,15 @@ def test_apply_rerun_and_roll_back_on_chdb(tmp_path):
     try:
         first = migrate(store)
         assert len(first.applied) == len(load_migrations())
-        assert tables(store) == TABLES
+        everything = tables(store)
+        assert everything >= TABLES
         again = migrate(store)
         assert not again.changed and again.current == first.current
         down = migrate(store, target=0)
         assert down.rolled_back == list(reversed(first.applied))
         assert tables(store) == set()
         assert migrate(store).applied == first.applied
-        assert tables(store) == TABLES
+        assert tables(store) == everything
     finally:
         store.close()
 

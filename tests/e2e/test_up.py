@@ -52,7 +52,14 @@ class Up:
             time.sleep(0.1)
 
     def post(self, events: list[dict]) -> httpx.Response:
-        return httpx.post(f"{self.url}/v1/events", json={"events": events}, timeout=10)
+        # The API is authenticated; `up` keeps a key for local use in DATA_DIR/local.key.
+        key = (self.data_dir / "local.key").read_text().strip()
+        return httpx.post(
+            f"{self.url}/v1/events",
+            json={"events": events},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         self.proc.send_signal(sig)
@@ -190,7 +197,18 @@ def test_ingest_and_processor_as_separate_processes(tmp_path: Path, broker: Tans
     store = f"chdb:///{tmp_path}/chdb"
     assert subprocess.run([LLMLOOP, "migrate", "--store", store], check=False).returncode == 0
     port = free_port()
-    env = {**os.environ, "LLMLOOP_BUS_URL": broker.url(partitions=2)}
+    env = {
+        **os.environ,
+        "LLMLOOP_BUS_URL": broker.url(partitions=2),
+        "LLMLOOP_DATA_DIR": str(tmp_path / "ingest"),  # where ingest's keys.db lives
+    }
+    key = subprocess.run(
+        [LLMLOOP, "keys", "create", "--project", "e2e"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     ingest = subprocess.Popen([LLMLOOP, "ingest", "--port", str(port)], env=env)
     processor = subprocess.Popen([LLMLOOP, "processor", "--store", store], env=env)
     try:
@@ -200,6 +218,7 @@ def test_ingest_and_processor_as_separate_processes(tmp_path: Path, broker: Tans
                 response = httpx.post(
                     f"http://127.0.0.1:{port}/v1/events",
                     json={"events": completions(30, "distributed")},
+                    headers={"Authorization": f"Bearer {key}"},
                     timeout=5,
                 )
                 break

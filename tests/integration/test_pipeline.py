@@ -13,6 +13,7 @@ from llmloop import topics
 from llmloop.bus import Record
 from llmloop.settings import Settings
 from llmloop_ingest.app import create_app
+from llmloop_ingest.auth import SingleProject
 from llmloop_processor.service import Processor
 
 
@@ -56,7 +57,7 @@ async def running(any_bus, store):
     processor = Processor(any_bus, store, batch_size=500, max_wait_s=0.1)
     stop = asyncio.Event()
     task = asyncio.create_task(processor.run(stop))
-    app = create_app(Settings(), bus=any_bus)
+    app = create_app(Settings(), bus=any_bus, authenticator=SingleProject())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c, processor
     stop.set()
@@ -79,6 +80,19 @@ async def test_same_batch_twice_leaves_one_row_per_event(running, store):
     assert store.query("SELECT uniqExact(event_id) FROM feedback").scalar() == 25
     by_model = dict(store.query("SELECT model, count() FROM completions GROUP BY model").rows)
     assert by_model == {"model-0": 30, "model-1": 30}
+
+
+async def test_a_retry_without_timestamp_counts_once(running, store):
+    """Ingest stamps "now" on an event without a timestamp, so a retry differs in time."""
+    client, processor = running
+    event = batch(1, 0)[0]
+    assert "timestamp" not in event
+    assert (await client.post("/v1/events", json={"events": [event]})).status_code == 202
+    await until(lambda: store.query("SELECT count() FROM completions").scalar() == 1)
+    await asyncio.sleep(0.01)
+    assert (await client.post("/v1/events", json={"events": [event]})).status_code == 202
+    await until(lambda: processor.duplicates >= 1)
+    assert store.query("SELECT count() FROM completions").scalar() == 1
 
 
 async def test_unreadable_messages_are_dead_lettered_and_the_stream_goes_on(

@@ -1,146 +1,111 @@
-"""HTTP routes: ``POST /v1/events``, health and readiness."""
+"""HTTP routes: ``POST /v1/events``, health, readiness and metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from llmloop import topics
-from llmloop.bus import BusError, Record
-from llmloop.events import encode_event, error_field, ingest_adapter
-from llmloop_ingest.deps import BusDep, ProjectDep, SettingsDep
+from llmloop.bus import BusError
+from llmloop_ingest.bodies import BodyError, json_response, problem, read_body
+from llmloop_ingest.deps import BusDep, MetricsDep, get_project
+from llmloop_ingest.metrics import IngestMetrics
+from llmloop_ingest.publisher import NotAcknowledged, Publisher
+from llmloop_ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-
-def _errors(index: int, raw: Any, exc: ValidationError) -> list[dict[str, Any]]:
-    event_id = raw.get("event_id") if isinstance(raw, dict) else None
-    return [
-        {
-            "index": index,
-            "event_id": event_id if isinstance(event_id, str) else None,
-            "field": error_field(err),
-            "message": err["msg"],
-        }
-        for err in exc.errors(include_url=False)
-    ]
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it is past ``limit``: never buffer more than that."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+_BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}},
+    },
+    "responses": {
+        "202": {"description": "Every event is durable on the bus."},
+        "207": {"description": "Some events were rejected (see errors); the rest are durable."},
+        "400": {"description": "The body is not gzip / JSON / {events: [...]}."},
+        "401": {"description": "No or unknown API key."},
+        "413": {"description": "Too many events or bytes in one request."},
+        "415": {"description": "Unsupported Content-Encoding."},
+        "422": {"description": "No event in the batch is valid; errors say why."},
+        "503": {"description": "The bus did not acknowledge: nothing was accepted, retry."},
+    },
+}
 
 
-def _gunzip(body: bytes, limit: int) -> bytes:
-    """Inflate at most ``limit + 1`` bytes, so a gzip bomb costs nothing."""
-    inflater = zlib.decompressobj(wbits=31)
-    out = inflater.decompress(body, limit + 1)
-    if not inflater.eof and len(out) <= limit:
-        raise zlib.error("truncated gzip stream")
-    return out
-
-
-def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
-def _problem(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
-
-
-@router.post("/v1/events", status_code=202, summary="Send a batch of completions and feedback")
-async def post_events(
-    request: Request, bus: BusDep, project: ProjectDep, settings: SettingsDep
-) -> Response:
+@router.post(
+    "/v1/events",
+    status_code=202,
+    summary="Send a batch of completions and feedback",
+    openapi_extra=_BATCH_BODY,
+)
+async def post_events(request: Request) -> Response:
     """Validate each event, publish the valid ones, answer once the bus has them.
 
-    202: all accepted. 207: some rejected (``errors`` names index and field);
-    the rest are accepted. 422: none valid. 503: the bus did not acknowledge;
-    none of this request was accepted, send it again (event ids make it safe).
+    202: all accepted. 207: some rejected (``errors`` names index, event_id,
+    field and what is wrong); the rest are accepted. 422: none valid.
+    503 + Retry-After: the bus did not acknowledge; none of this request was
+    accepted (``not_accepted`` lists the event ids), send it again: event ids
+    make a re-send harmless. The project comes from the API key.
     """
-    limit = settings.max_body_bytes
-    body = await _read_body(request, limit)
-    if body is None:
-        return _problem(413, f"body is larger than {limit} bytes; send smaller batches")
-    if request.headers.get("content-encoding", "").lower() == "gzip":
-        try:
-            body = _gunzip(body, limit)
-        except (OSError, EOFError, zlib.error):
-            return _problem(400, "body is not valid gzip")
-    if len(body) > limit:
-        return _problem(413, f"body is larger than {limit} bytes; send smaller batches")
+    # The hot path reads app state directly: FastAPI's dependency solving for
+    # five parameters cost more than validating a small batch (bench/ingest.py).
+    project = await get_project(request)
+    state = request.app.state
+    settings: IngestSettings = state.settings
+    metrics: IngestMetrics = state.metrics
+    publisher = Publisher(state.bus, settings, metrics)
     try:
+        body = await read_body(request, settings.max_body_bytes)
         payload = orjson.loads(body)
+    except BodyError as exc:
+        metrics.rejected.labels("too_large" if exc.status == 413 else "bad_body").inc()
+        return problem(exc.status, exc.message)
     except orjson.JSONDecodeError as exc:
-        return _problem(400, f"body is not valid JSON: {exc}")
+        metrics.rejected.labels("bad_body").inc()
+        return problem(400, f"body is not valid JSON: {exc}")
     raw_events = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(raw_events, list):
-        return _problem(400, 'body must be a JSON object {"events": [...]}')
+        metrics.rejected.labels("bad_body").inc()
+        return problem(400, 'body must be a JSON object {"events": [...]}')
     if len(raw_events) > settings.max_batch_events:
-        return _problem(
+        metrics.rejected.labels("too_large").inc()
+        return problem(
             413,
             f"{len(raw_events)} events in one request; the limit is {settings.max_batch_events}",
         )
 
-    records: list[Record] = []
-    errors: list[dict[str, Any]] = []
-    for index, raw in enumerate(raw_events):
-        if not isinstance(raw, dict) or "event_id" not in raw:
-            errors.append(
-                {
-                    "index": index,
-                    "event_id": None,
-                    "field": "event_id" if isinstance(raw, dict) else "(event)",
-                    "message": "event_id is required: a UUID the client makes, so that a retry "
-                    "never counts twice"
-                    if isinstance(raw, dict)
-                    else "an event must be a JSON object",
-                }
-            )
-            continue
-        try:
-            # The project comes from the key; whatever the body says is overwritten.
-            event = ingest_adapter.validate_python({**raw, "project_id": project})
-        except ValidationError as exc:
-            errors.extend(_errors(index, raw, exc))
-            continue
-        records.append(Record(key=event.key(), value=encode_event(event)))
-
-    if records:
-        try:
-            await asyncio.wait_for(bus.publish(topics.EVENTS, records), settings.publish_timeout_s)
-        except (BusError, TimeoutError) as exc:
-            log.warning("bus did not acknowledge %d events: %s", len(records), exc)
-            return _json(
-                {
-                    "error": "the event bus is unavailable; nothing in this request was accepted",
-                    "accepted": 0,
-                    "errors": errors,
-                },
-                503,
-                {"Retry-After": "5"},
-            )
-    rejected = len({e["index"] for e in errors})
-    body_out = {"accepted": len(records), "rejected": rejected, "errors": errors}
-    return _json(body_out, 202 if not errors else 207 if records else 422)
+    checked = publisher.check(raw_events, project)
+    try:
+        await publisher.publish(checked.events)
+    except NotAcknowledged:
+        return json_response(
+            {
+                "error": "the event bus did not acknowledge; nothing in this request was "
+                "accepted: send it again after Retry-After (event ids make that harmless)",
+                "accepted": 0,
+                "not_accepted": [str(e.event_id) for e in checked.events],
+                "errors": checked.errors,
+            },
+            503,
+            {"Retry-After": str(settings.retry_after_s)},
+        )
+    out: dict[str, Any] = {
+        "accepted": len(checked.events),
+        "rejected": checked.rejected,
+        "errors": checked.errors,
+    }
+    if checked.redacted:
+        out["redacted"] = dict(checked.redacted)
+    status = 202 if not checked.errors else 207 if checked.events else 422
+    return json_response(out, status)
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -148,10 +113,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The bus answers")
+@router.get("/readyz", summary="The bus answers: send traffic here")
 async def readyz(bus: BusDep) -> Response:
     try:
         await asyncio.wait_for(bus.ping(), 2.0)
     except (BusError, TimeoutError) as exc:
-        return _problem(503, f"bus unavailable: {exc}")
-    return _json({"status": "ready"}, 200)
+        return problem(503, f"bus unavailable: {str(exc) or 'no answer in 2 s'}")
+    return json_response({"status": "ready"}, 200)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics_endpoint(metrics: MetricsDep) -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

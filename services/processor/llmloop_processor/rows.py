@@ -19,6 +19,7 @@ from llmloop.events import (
     CompletionLogged,
     FeedbackGiven,
     MetricComputed,
+    NotificationAttempted,
     RetrainJobUpdated,
 )
 
@@ -133,6 +134,9 @@ def _retrain(e: RetrainJobUpdated) -> dict[str, Any]:
         "job_id": e.job_id,
         "stage": e.stage,
         "model": e.model,
+        "base_model": e.base_model or "",  # lineage, migration 0013 (issue 6)
+        "launcher": e.launcher or "",
+        "artifact_uri": e.artifact_uri or "",
         "dataset_version": e.dataset_version or "",
         "model_version": e.model_version or "",
         "progress": e.progress,
@@ -150,11 +154,16 @@ def _model_version(e: RetrainJobUpdated) -> dict[str, Any]:
         "model": e.model,
         "version": e.model_version or e.job_id,
         "job_id": e.job_id,
+        "base_model": e.base_model or "",  # lineage, migration 0012 (issue 6)
+        "launcher": e.launcher or "",
+        "artifact_uri": e.artifact_uri or "",
         "dataset_version": e.dataset_version or "",
         "metrics": list(e.metrics.items()),
         "gate_passed": bool(e.gate and e.gate.passed),
         "gate_reasons": [] if e.gate is None else e.gate.reasons,
-        "status": "registered",
+        # A promotion (issue 6) repeats the version's lineage with a later time, so the
+        # ReplacingMergeTree keeps it as the version's current row.
+        "status": "promoted" if e.stage == "model_promoted" else "registered",
         "registered_at": registered,
         # The event's own time, not now(): a redelivered registration is an identical row.
         "updated_at": registered,
@@ -255,6 +264,9 @@ RETRAIN_JOBS = TableSpec(
         ("job_id", S),
         ("stage", S),
         ("model", S),
+        ("base_model", S),
+        ("launcher", S),
+        ("artifact_uri", S),
         ("dataset_version", S),
         ("model_version", S),
         ("progress", F),
@@ -271,6 +283,9 @@ MODEL_VERSIONS_SCHEMA = pa.schema(
         ("model", S),
         ("version", S),
         ("job_id", S),
+        ("base_model", S),
+        ("launcher", S),
+        ("artifact_uri", S),
         ("dataset_version", S),
         ("metrics", FLOATS),
         ("gate_passed", pa.bool_()),
@@ -281,6 +296,47 @@ MODEL_VERSIONS_SCHEMA = pa.schema(
     ]
 )
 
+
+def _notification(e: NotificationAttempted) -> dict[str, Any]:
+    return {
+        **_common(e),
+        "notification_id": e.notification_id,
+        "rule": e.rule,
+        "fingerprint": e.fingerprint,
+        "status": e.status,
+        "receiver": e.receiver,
+        "receiver_type": e.receiver_type,
+        "attempt": e.attempt,
+        "outcome": e.outcome,
+        "http_status": e.http_status,
+        "error": e.error or "",
+        "duration_ms": e.duration_ms,
+        "next_attempt_at": e.next_attempt_at,
+    }
+
+
+# Webhook delivery attempts from alerting (issue 5), migration 0010.
+NOTIFICATION_ATTEMPTS = TableSpec(
+    "notification_attempts",
+    "ts",
+    "timestamp",
+    _schema(
+        ("notification_id", S),
+        ("rule", S),
+        ("fingerprint", S),
+        ("status", S),
+        ("receiver", S),
+        ("receiver_type", S),
+        ("attempt", pa.uint16()),
+        ("outcome", S),
+        ("http_status", pa.uint16()),
+        ("error", S),
+        ("duration_ms", F),
+        ("next_attempt_at", TS),
+    ),
+    _notification,
+)
+
 # Event wire type -> where it lands.
 SPECS: dict[str, TableSpec] = {
     "completion": COMPLETIONS,
@@ -288,9 +344,10 @@ SPECS: dict[str, TableSpec] = {
     "metric": METRICS,
     "alert": ALERTS,
     "retrain": RETRAIN_JOBS,
+    "notification": NOTIFICATION_ATTEMPTS,
 }
 
 
 def model_version_rows(events: Sequence[RetrainJobUpdated]) -> pa.Table:
-    rows = [_model_version(e) for e in events if e.stage == "model_registered"]
+    rows = [_model_version(e) for e in events if e.stage in ("model_registered", "model_promoted")]
     return pa.Table.from_pylist(rows, schema=MODEL_VERSIONS_SCHEMA)

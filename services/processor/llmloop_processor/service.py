@@ -1,4 +1,7 @@
-"""The processor's consumer: every topic in, rows out, offsets committed after the write."""
+"""The processor's sink: every topic in, rows out, offsets committed after the write.
+
+``runtime.serve`` runs it beside the enricher and the statistics timer.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,9 @@ import time
 from pydantic import ValidationError
 
 from llmloop import topics
-from llmloop.bus import EventBus, Message, Record, consume, open_bus
+from llmloop.bus import EventBus, Message, Record, consume
 from llmloop.events import AnyEvent, parse_event
-from llmloop.settings import Settings
-from llmloop.store import Store, open_store
+from llmloop.store import Store
 from llmloop_processor.writer import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -96,27 +98,3 @@ def _reason(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "message"
     return f"{where}: {first['msg']} ({exc.error_count()} error(s))"
-
-
-async def serve(settings: Settings) -> None:
-    """Run the processor on its own (distributed runtime) until SIGINT / SIGTERM."""
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    store = open_store(settings.store_url)
-    bus = open_bus(settings.bus_url)
-    try:
-        await bus.start()
-        processor = Processor(
-            bus,
-            store,
-            batch_size=settings.writer_batch_size,
-            max_wait_s=settings.writer_max_wait_s,
-        )
-        await processor.run(stop)
-    finally:
-        await bus.close()
-        store.close()

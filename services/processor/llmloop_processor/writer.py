@@ -1,7 +1,8 @@
 """The store writer: events to their tables, in batches, each event_id once.
 
 Idempotence has two layers. The writer drops ids it already stored (a look-up
-bounded to the batch's time range, served by a bloom-filter index) before it
+bounded to the batch's time range and the week before it, served by a
+bloom-filter index) before it
 inserts, so counts are exact without ``FINAL``; that is race-free because one
 consumer owns a partition at a time. Behind it, every table is a
 ``ReplacingMergeTree`` keyed on ``event_id``, which folds any duplicate that a
@@ -14,6 +15,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from llmloop.events import AnyEvent
@@ -21,6 +23,10 @@ from llmloop.store import Store
 from llmloop_processor.rows import SPECS, TableSpec, model_version_rows
 
 log = logging.getLogger(__name__)
+
+# A client that leaves `timestamp` out gets "now" at ingest, so a retry of the
+# same event_id carries a later time than the copy already stored: look that far back.
+RETRY_WINDOW = timedelta(days=7)
 
 
 @dataclass
@@ -64,6 +70,10 @@ class StoreWriter:
             f"SELECT event_id FROM {spec.table} WHERE {spec.time_column} "
             "BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
             "AND event_id IN {ids:Array(UUID)}",
-            {"lo": min(times), "hi": max(times), "ids": [e.event_id for e in events]},
+            {
+                "lo": min(times) - RETRY_WINDOW,
+                "hi": max(times),
+                "ids": [e.event_id for e in events],
+            },
         )
         return {row[0] for row in found.rows}

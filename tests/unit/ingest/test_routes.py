@@ -6,52 +6,25 @@ import gzip
 import uuid
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
+from ingest_helpers import client_for, completion, published
 
-from llmloop import topics
 from llmloop.bus import open_bus
-from llmloop.bus.local import LocalLogBus
 from llmloop.events import parse_event
-from llmloop.settings import Settings
 from llmloop_ingest.app import create_app
-
-
-def completion(**extra) -> dict:
-    return {
-        "type": "completion",
-        "event_id": str(uuid.uuid4()),
-        "model": "m",
-        "prompt": "p",
-        "completion": "c",
-        **extra,
-    }
+from llmloop_ingest.settings import IngestSettings
 
 
 @pytest.fixture
-async def bus():
-    bus = open_bus("memory://")
-    await bus.start()
-    yield bus
-    await bus.close()
-
-
-def client_for(app) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+def settings(tmp_path: Path) -> IngestSettings:
+    return IngestSettings(data_dir=tmp_path, max_batch_events=5, max_body_bytes=20_000)
 
 
 @pytest.fixture
-async def client(bus):
-    settings = Settings(max_batch_events=5, max_body_bytes=20_000)
-    async with client_for(create_app(settings, bus=bus)) as client:
+async def client(bus, keys, settings):
+    async with client_for(create_app(settings, bus=bus), keys["shop"]) as client:
         yield client
-
-
-async def published(bus: LocalLogBus) -> list:
-    consumer = bus.consumer([topics.EVENTS], "test")
-    await consumer.start()
-    return await consumer.poll(100, 0.01)
 
 
 async def test_valid_batch_is_202_and_on_the_bus_keyed_by_completion(client, bus):
@@ -70,7 +43,7 @@ async def test_valid_batch_is_202_and_on_the_bus_keyed_by_completion(client, bus
     assert [m.key for m in messages] == [uuid.UUID(c["event_id"]).bytes] * 2
     events = [parse_event(m.value) for m in messages]
     assert [e.type for e in events] == ["completion", "feedback"]
-    assert {e.project_id for e in events} == {"default"}  # never the body's
+    assert {e.project_id for e in events} == {"shop"}  # the key's, never the body's
 
 
 async def test_partly_invalid_batch_is_207_naming_index_and_field(client, bus):
@@ -103,6 +76,8 @@ async def test_all_invalid_is_422_and_nothing_published(client, bus):
         (b'[{"type": "completion"}]', {}, 400, '{"events": [...]}'),
         (b'{"events": {}}', {}, 400, '{"events": [...]}'),
         (b"\x1f\x8b garbage", {"Content-Encoding": "gzip"}, 400, "gzip"),
+        (gzip.compress(b'{"events": []}')[:-6], {"Content-Encoding": "gzip"}, 400, "gzip"),
+        (b"{}", {"Content-Encoding": "br"}, 415, "'br' is not supported"),
         (orjson.dumps({"events": [completion() for _ in range(6)]}), {}, 413, "limit is 5"),
         (b"x" * 20_001, {}, 413, "larger than 20000"),
         (gzip.compress(b" " * 50_000), {"Content-Encoding": "gzip"}, 413, "larger than"),
@@ -122,17 +97,37 @@ async def test_gzip_bodies_are_accepted(client, bus):
     assert len(await published(bus)) == 2
 
 
-async def test_bus_down_is_503_with_retry_after_and_nothing_accepted(tmp_path: Path):
+async def test_bus_down_is_503_with_retry_after_naming_what_was_not_accepted(tmp_path, keys):
     down = open_bus(f"sqlite:///{tmp_path}/never-started.db")  # a real log that is not open
-    async with client_for(create_app(Settings(), bus=down)) as client:
-        response = await client.post("/v1/events", json={"events": [completion()]})
+    app = create_app(IngestSettings(data_dir=tmp_path, retry_after_s=7), bus=down)
+    async with client_for(app, keys["shop"]) as client:
+        good, bad = completion(), completion(model="")
+        response = await client.post("/v1/events", json={"events": [good, bad]})
         assert response.status_code == 503
-        assert response.headers["Retry-After"] == "5"
-        assert response.json()["accepted"] == 0
+        assert response.headers["Retry-After"] == "7"
+        body = response.json()
+        assert body["accepted"] == 0 and body["not_accepted"] == [good["event_id"]]
+        assert body["errors"][0]["index"] == 1  # and why the other one would never be
         assert (await client.get("/readyz")).status_code == 503
         assert (await client.get("/healthz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert "llmloop_ingest_bus_errors_total 1.0" in metrics
+        assert 'llmloop_ingest_events_rejected_total{reason="bus_unavailable"} 1.0' in metrics
 
 
 async def test_ready_when_the_bus_answers(client):
     response = await client.get("/readyz")
     assert response.status_code == 200 and response.json() == {"status": "ready"}
+
+
+async def test_metrics_count_requests_and_events_by_outcome(client):
+    await client.post("/v1/events", json={"events": [completion(), completion(model="")]})
+    await client.post("/v1/events", content=b"{nope")
+    await client.post("/nowhere/" + "x" * 50)
+    text = (await client.get("/metrics")).text
+    assert 'llmloop_ingest_events_accepted_total{type="completion"} 1.0' in text
+    assert 'llmloop_ingest_events_rejected_total{reason="invalid"} 1.0' in text
+    assert 'llmloop_ingest_events_rejected_total{reason="bad_body"} 1.0' in text
+    assert 'llmloop_ingest_requests_total{path="/v1/events",status="207"} 1.0' in text
+    assert 'path="other"' in text and "xxxxx" not in text  # unknown paths never become labels
+    assert 'llmloop_ingest_request_seconds_count{path="/v1/events"} 2.0' in text

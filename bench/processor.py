@@ -1,0 +1,109 @@
+"""Processor throughput, batched, one process: the sink, enrichment without and with
+embeddings, and the process's RSS with the model loaded.
+
+Each stage runs on a fresh chDB store in a temporary directory, on batches of
+--batch events, through the same writers the consumers call (parse -> rows ->
+dedup look-up -> Arrow insert). Figures are medians of --runs runs.
+
+    .venv/bin/python bench/processor.py [--events 20000] [--batch 5000] [--runs 3]
+
+Goals (issue 4): >= 20,000 events/s per core without embeddings; RSS < 1.5 GiB
+with the model loaded (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--embedded-events", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    from llmloop.events import CompletionLogged, encode_event, parse_event
+    from llmloop.store import open_store
+    from llmloop.store.migrate import migrate
+    from llmloop_processor.corpus import prompts
+    from llmloop_processor.embed import Embedder, Sampler
+    from llmloop_processor.enrich import Enricher
+    from llmloop_processor.enrichment import EnrichmentWriter
+    from llmloop_processor.writer import StoreWriter
+
+    texts = prompts("cooking", args.events, 1)
+    base = datetime.now(UTC) - timedelta(hours=2)
+
+    def wire(n: int, run: int) -> list[bytes]:
+        return [
+            encode_event(
+                CompletionLogged(
+                    model="gpt-4o-mini",
+                    project_id="bench",
+                    prompt=f"{texts[i % len(texts)]} #{run}",
+                    # Distinct completions: no feature cache flatters the figure.
+                    completion=f"Sure. Preheat the oven to {150 + i % 100} C, roast {i} minutes.",
+                    latency_ms=250.0,
+                    attributes={"locale": "en-US"},
+                    timestamp=base + timedelta(milliseconds=i),
+                )
+            )
+            for i in range(n)
+        ]
+
+    def rate(stage: str, n: int, run: int, handle) -> float:  # type: ignore[no-untyped-def]
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(f"chdb:///{tmp}/chdb")
+            migrate(store)
+            messages = wire(n, run)
+            t = time.perf_counter()
+            for i in range(0, n, args.batch):
+                events = [parse_event(m) for m in messages[i : i + args.batch]]
+                handle(store, events)
+            elapsed = time.perf_counter() - t
+            store.close()
+        return n / elapsed
+
+    def sink(store, events):  # type: ignore[no-untyped-def]
+        StoreWriter(store).write(events)
+
+    plain = Enricher(None, Sampler(1.0))
+
+    def enrich(store, events):  # type: ignore[no-untyped-def]
+        EnrichmentWriter(store, plain).write(events)
+
+    embedder = Embedder()
+    embedder.load()
+    full = Enricher(embedder, Sampler(1.0))
+
+    def enrich_embed(store, events):  # type: ignore[no-untyped-def]
+        EnrichmentWriter(store, full).write(events)
+
+    results: dict[str, list[float]] = {"sink": [], "enrich": [], "enrich_embed": []}
+    for run in range(args.runs):
+        results["sink"].append(rate("sink", args.events, run, sink))
+        results["enrich"].append(rate("enrich", args.events // 4, run, enrich))
+        results["enrich_embed"].append(rate("embed", args.embedded_events, run, enrich_embed))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"processor, one process, batches of {args.batch:,}, median of {args.runs} runs:")
+    print(f"  sink (parse, dedup look-up, insert)            {med['sink']:9,.0f} events/s")
+    print(f"  enrichment without embeddings                  {med['enrich']:9,.0f} events/s")
+    print(f"  enrichment with embeddings (every completion)  {med['enrich_embed']:9,.0f} events/s")
+    s = 1 / (1 / med["sink"] + 1 / med["enrich"])
+    print(
+        f"  sink + enrichment, no embeddings, serial        {s:9,.0f} events/s "
+        f"(goal >= 20,000 per core)"
+    )
+    print(f"  peak RSS with the model loaded                 {rss:9,.0f} MiB (goal < 1,536)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+DROP VIEW IF EXISTS notification_dead_letters;

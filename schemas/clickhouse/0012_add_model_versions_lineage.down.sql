@@ -1,0 +1,4 @@
+ALTER TABLE model_versions
+    DROP COLUMN IF EXISTS artifact_uri,
+    DROP COLUMN IF EXISTS launcher,
+    DROP COLUMN IF EXISTS base_model;

@@ -1,0 +1,66 @@
+"""Ingest's own settings: keys, redaction, back-pressure. Env prefix ``LLMLOOP_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from llmloop.settings import Settings
+
+
+class IngestSettings(Settings):
+    """What the ingest API needs beyond the shared settings.
+
+    Read once at start (never at import); ``create_app`` accepts plain
+    ``Settings`` too and fills these from the environment.
+    """
+
+    auth: Literal["keys", "none"] = Field(
+        default="keys",
+        description="keys: every request needs a project's API key (the default). "
+        "none: every request belongs to project 'default' (a closed laptop only).",
+    )
+    keys_db: Path | None = Field(
+        default=None,
+        description="SQLite file of hashed keys that `llmloop keys` manages. "
+        "Default: keys.db under data_dir.",
+    )
+    keys_file: Path | None = Field(
+        default=None,
+        description="A read-only file of 'PROJECT SHA256' lines (`llmloop keys export`), "
+        "e.g. a Kubernetes Secret mounted into every ingest replica; re-read when it changes. "
+        "When set, it replaces keys_db.",
+    )
+    key_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a key lookup is cached: a revoked key stops working within this.",
+    )
+    redact_pii: str = Field(
+        default="",
+        description="Projects whose events have emails, phone numbers, card numbers and IP "
+        "addresses replaced before they leave ingest: comma-separated ids, or * for all.",
+    )
+    retry_after_s: int = Field(
+        default=5, ge=1, description="Retry-After of a 503 when the bus did not acknowledge."
+    )
+
+    def keys_path(self) -> Path:
+        """Where the SQLite key store lives."""
+        return self.keys_db or self.data_dir / "keys.db"
+
+    def redacts(self, project: str) -> bool:
+        """Whether events of ``project`` are redacted."""
+        wanted = {p.strip() for p in self.redact_pii.split(",") if p.strip()}
+        return "*" in wanted or project in wanted
+
+
+def ingest_settings(settings: Settings | None) -> IngestSettings:
+    """``settings`` as ``IngestSettings``: explicit values win, ingest's own come from env."""
+    if isinstance(settings, IngestSettings):
+        return settings
+    if settings is None:
+        return IngestSettings()
+    return IngestSettings(**settings.model_dump(exclude_unset=True))

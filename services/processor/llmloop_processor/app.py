@@ -1,0 +1,149 @@
+"""The faust-streaming app of the distributed runtime: ``faust -A llmloop_processor.app worker``.
+
+Agents stay thin: each takes a batch of events (``stream.take_events``), turns
+them into the bus port's ``Message`` and hands them to the same handlers the
+embedded runtime runs through ``consume()``: the sink (``service.Processor``)
+and the enricher (``enrichment.EnrichmentService``). The statistics timer runs
+as an app task. Faust acknowledges an event once both agents are done with it
+and commits only acknowledged offsets, so a worker killed mid-batch redelivers
+the batch and the writers' dedup by ``event_id`` keeps every count exact.
+
+Configuration is read when the worker starts, never at import: ``LLMLOOP_BUS_URL``
+(``kafka://HOST:PORT``), ``LLMLOOP_STORE_URL`` (this process owns the store; one
+process per chDB path), ``LLMLOOP_PROCESSOR_*`` (see ``settings.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import faust
+
+from llmloop import topics
+from llmloop.bus import EventBus, Message, open_bus
+from llmloop.store import Store, open_store
+from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
+from llmloop_processor.runtime import build_enricher
+from llmloop_processor.service import TOPICS, Processor
+from llmloop_processor.settings import ProcessorSettings
+from llmloop_processor.stats import StatsRunner
+
+log = logging.getLogger(__name__)
+
+app = faust.App("llmloop-processor", autodiscover=False)
+
+
+def faust_broker(bus_url: str) -> str:
+    """``kafka://h1:9092,h2:9092?opts`` (the bus URL) -> faust's ``kafka://h1:9092;h2:9092``."""
+    parts = urlsplit(bus_url)
+    if parts.scheme != "kafka":
+        raise SystemExit(
+            f"the faust worker needs LLMLOOP_BUS_URL=kafka://HOST:PORT, not {bus_url!r}; "
+            "the embedded runtime (llmloop up) runs the same handlers without faust"
+        )
+    return ";".join(f"kafka://{host}" for host in parts.netloc.split(","))
+
+
+@app.on_configured.connect
+def _configure(sender: Any, settings: Any, **_: Any) -> None:
+    s = ProcessorSettings()
+    settings.id = s.processor_faust_app_id
+    settings.broker = faust_broker(s.bus_url)
+    settings.broker_session_timeout = s.processor_faust_session_timeout_s
+    settings.broker_heartbeat_interval = s.processor_faust_heartbeat_s
+    settings.broker_rebalance_timeout = s.processor_faust_session_timeout_s
+    settings.broker_request_timeout = max(10.0, s.processor_faust_session_timeout_s * 2)
+    settings.consumer_auto_offset_reset = "earliest"
+    settings.topic_partitions = s.processor_faust_partitions
+    settings.web_enabled = False
+    settings.store = "memory://"
+    settings.datadir = str(s.data_dir / "faust")
+
+
+class _Runtime:
+    """The process's store, bus and handlers, opened once when the worker starts."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.ready = False
+        self.stop = asyncio.Event()
+
+    async def open(self) -> _Runtime:
+        async with self._lock:
+            if not self.ready:
+                s = ProcessorSettings()
+                self.store: Store = open_store(s.store_url)
+                self.bus: EventBus = open_bus(s.bus_url)
+                await self.bus.start()
+                self.sink = Processor(self.bus, self.store)
+                self.enricher = EnrichmentService(
+                    self.bus, EnrichmentWriter(self.store, build_enricher(s))
+                )
+                self.stats = StatsRunner(self.store, self.bus, s)
+                self.settings = s
+                self.ready = True
+                log.info("processor worker: store %s, bus %s", self.store.url, self.bus.url)
+        return self
+
+    async def close(self) -> None:
+        if self.ready:
+            self.stop.set()
+            await self.bus.close()
+            self.store.close()
+            self.ready = False
+
+
+runtime = _Runtime()
+
+
+def _message(event: Any) -> Message:
+    m = event.message
+    return Message(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        key=m.key,
+        value=m.value,
+        headers=tuple((k, v) for k, v in (m.headers or ())),
+    )
+
+
+async def _batches(stream: Any, size: int, within: float) -> AsyncIterator[list[Message]]:
+    async for events in stream.take_events(size, within=within):
+        yield [_message(e) for e in events]
+
+
+_raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+@app.agent(app.topic(*TOPICS, **_raw), name="llmloop-processor-sink")
+async def sink(stream: Any) -> None:
+    """Every topic into its table, each event once."""
+    rt = await runtime.open()
+    s = rt.settings
+    async for batch in _batches(stream, s.writer_batch_size, s.writer_max_wait_s):
+        await rt.sink.handle(batch)
+
+
+@app.agent(app.topic(topics.EVENTS, **_raw), name="llmloop-processor-enrich")
+async def enrich(stream: Any) -> None:
+    """Completions into completion_enrichments (features, embeddings), each once."""
+    rt = await runtime.open()
+    async for batch in _batches(stream, rt.enricher.batch_size, rt.enricher.max_wait_s):
+        await rt.enricher.handle(batch)
+
+
+@app.task
+async def statistics() -> None:
+    """Windowed drift, bias and feedback statistics on a timer."""
+    rt = await runtime.open()
+    await rt.stats.run(rt.stop)
+
+
+@app.on_before_shutdown.connect
+def _shutdown(sender: Any, **_: Any) -> None:
+    runtime.stop.set()

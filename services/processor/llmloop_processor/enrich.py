@@ -1,0 +1,243 @@
+"""Enrichment of completions: the features drift and bias statistics are computed on.
+
+Plain functions over batches of ``CompletionLogged``; the models they use
+(VADER's lexicon, alt-profanity-check's linear model) ship with their wheels
+and load on first use. Embeddings are added by ``Enricher`` through ``Embedder``
+for the sampled events.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from functools import cache, lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from llmloop.events import CompletionLogged
+from llmloop_processor.bias import demographic_groups
+from llmloop_processor.embed import Embedder, Sampler, quantize
+
+# USD per 1M tokens (input, output). Public list prices, mid 2025; users override
+# them (``LLMLOOP_PROCESSOR_PRICES``) for their contracts and their own models.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "o3-mini": (1.10, 4.40),
+    "claude-3-5-sonnet": (3.00, 15.00),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "gemini-1.5-flash": (0.075, 0.30),
+    "llama-3.1-8b": (0.05, 0.08),
+}
+
+# Refusals: the phrasings assistants use when declining, anchored near the start.
+_REFUSAL = re.compile(
+    r"^\W*(?:(?:i'?m|i am) (?:sorry|afraid)|sorry,|(?:i )?(?:can(?:no|')t|cannot|won'?t|"
+    r"am unable to|'m unable to|am not able to)|as an ai\b|i must decline|unfortunately,? i)",
+    re.IGNORECASE,
+)
+_REFUSAL_ANYWHERE = re.compile(
+    r"\b(?:i can(?:no|')t (?:help|assist|provide|comply)|i(?:'m| am) unable to (?:help|assist|"
+    r"provide|comply)|against (?:my|the) (?:guidelines|policy|policies))\b",
+    re.IGNORECASE,
+)
+PII_PATTERNS: dict[str, re.Pattern[str]] = {
+    "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
+    "phone": re.compile(
+        r"(?<!\w)(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{3,4}[ .-]\d{3,4}(?:[ .-]\d{2,4})?\b"
+    ),
+    "credit_card": re.compile(r"\b(?:\d[ -]?){13,16}\b"),
+    "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+    "ip_address": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
+    "iban": re.compile(r"\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b"),
+}
+
+
+def is_refusal(text: str) -> bool:
+    """Whether a completion declines the request (phrase rules, English)."""
+    return bool(_REFUSAL.search(text[:200]) or _REFUSAL_ANYWHERE.search(text[:2000]))
+
+
+def pii_flags(text: str) -> list[str]:
+    """Kinds of personal data that look present in ``text`` (never the values themselves)."""
+    return [kind for kind, pattern in PII_PATTERNS.items() if pattern.search(text)]
+
+
+def estimate_tokens(text: str) -> int:
+    """Roughly 4 characters per token for English BPE vocabularies; flagged as estimated."""
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def price_for(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The price of ``model``, else of its longest known prefix (``gpt-4o-2024-08-06``)."""
+    if model in prices:
+        return prices[model]
+    best = max((k for k in prices if model.startswith(k)), key=len, default=None)
+    return None if best is None else prices[best]
+
+
+@cache
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+@lru_cache(maxsize=65_536)
+def _compound(text: str) -> float:
+    # Cached by text: canned answers, refusals and templated prompts repeat, and VADER
+    # (pure Python) is the most expensive feature after embeddings.
+    return float(_vader().polarity_scores(text[:5000])["compound"])
+
+
+def sentiment(texts: Sequence[str]) -> list[float]:
+    """VADER compound score in [-1, 1] per text."""
+    return [_compound(t) for t in texts]
+
+
+def toxicity(texts: Sequence[str]) -> list[float]:
+    """Probability of profanity / abuse per text (alt-profanity-check), batched."""
+    if not texts:
+        return []
+    from profanity_check import predict_prob
+
+    return [float(p) for p in predict_prob([t[:5000] for t in texts])]
+
+
+class Enricher:
+    """Completions in, enrichment rows out (one dict per completion, matching the table)."""
+
+    def __init__(
+        self,
+        embedder: Embedder | None,
+        sampler: Sampler,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+        toxic_threshold: float = 0.5,
+    ) -> None:
+        self.embedder = embedder
+        self.sampler = sampler
+        self.prices = dict(DEFAULT_PRICES if prices is None else prices)
+        self.toxic_threshold = toxic_threshold
+
+    def table(self, events: Sequence[CompletionLogged]) -> pa.Table:
+        """The ``completion_enrichments`` rows of ``events`` as one Arrow table."""
+        rows = self.rows(events)
+        embeddings = {
+            name: _int8_lists([r.pop(name) for r in rows])
+            for name in ("prompt_embedding", "completion_embedding")
+        }
+        table = pa.Table.from_pylist(rows, schema=SCALAR_SCHEMA)
+        for name, column in embeddings.items():
+            table = table.append_column(pa.field(name, EMBEDDING), column)
+        return table
+
+    def rows(self, events: Sequence[CompletionLogged]) -> list[dict[str, Any]]:
+        """One dict per completion; embeddings as Int8 arrays (empty when not sampled)."""
+        prompts = [e.prompt_text() for e in events]
+        outputs = [e.completion for e in events]
+        sent_p, sent_c = sentiment(prompts), sentiment(outputs)
+        tox = toxicity(prompts + outputs)
+        tox_p, tox_c = tox[: len(events)], tox[len(events) :]
+        sampled = [
+            self.embedder is not None and self.sampler.keep(e.event_id, e.project_id or "", e.model)
+            for e in events
+        ]
+        chosen = [i for i, s in enumerate(sampled) if s]
+        emb_p: dict[int, np.ndarray] = {}
+        emb_c: dict[int, np.ndarray] = {}
+        if chosen and self.embedder is not None:
+            vectors = quantize(
+                self.embedder.encode([prompts[i] for i in chosen] + [outputs[i] for i in chosen])
+            )
+            emb_p = dict(zip(chosen, vectors[: len(chosen)], strict=True))
+            emb_c = dict(zip(chosen, vectors[len(chosen) :], strict=True))
+        rows = []
+        for i, e in enumerate(events):
+            p_tok, c_tok = e.prompt_tokens, e.completion_tokens
+            estimated = p_tok is None or c_tok is None
+            p_tok = estimate_tokens(prompts[i]) if p_tok is None else p_tok
+            c_tok = estimate_tokens(outputs[i]) if c_tok is None else c_tok
+            cost, cost_source = e.cost_usd, "event"
+            if cost is None:
+                price = price_for(e.model, self.prices)
+                cost = None if price is None else (p_tok * price[0] + c_tok * price[1]) / 1e6
+                cost_source = "unknown" if price is None else "price_table"
+            rows.append(
+                {
+                    "event_id": str(e.event_id),
+                    "project_id": e.project_id or "",
+                    "ts": e.timestamp,
+                    "model": e.model,
+                    "model_version": e.model_version or "",
+                    "prompt_version": e.prompt_version or "",
+                    "attributes": list(e.attributes.items()),
+                    "prompt_chars": len(prompts[i]),
+                    "completion_chars": len(outputs[i]),
+                    "prompt_tokens": p_tok,
+                    "completion_tokens": c_tok,
+                    "tokens_estimated": estimated,
+                    "latency_ms": e.latency_ms,
+                    "cost_usd": cost,
+                    "cost_source": cost_source,
+                    "prompt_sentiment": sent_p[i],
+                    "completion_sentiment": sent_c[i],
+                    "prompt_toxicity": tox_p[i],
+                    "completion_toxicity": tox_c[i],
+                    "toxic": max(tox_p[i], tox_c[i]) >= self.toxic_threshold,
+                    "refusal": is_refusal(outputs[i]),
+                    "pii": sorted(set(pii_flags(prompts[i]) + pii_flags(outputs[i]))),
+                    "demographics": demographic_groups(prompts[i]),
+                    "embedding_sample_rate": self.sampler.rate(e.project_id or "", e.model),
+                    "embedded": bool(sampled[i]),
+                    "prompt_embedding": emb_p.get(i, _EMPTY),
+                    "completion_embedding": emb_c.get(i, _EMPTY),
+                }
+            )
+        return rows
+
+
+_EMPTY = np.zeros(0, dtype=np.int8)
+EMBEDDING = pa.list_(pa.int8())
+_S, _F, _F32, _U32, _B = pa.string(), pa.float64(), pa.float32(), pa.uint32(), pa.bool_()
+SCALAR_SCHEMA = pa.schema(
+    [
+        ("event_id", _S),
+        ("project_id", _S),
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("model", _S),
+        ("model_version", _S),
+        ("prompt_version", _S),
+        ("attributes", pa.map_(_S, _S)),
+        ("prompt_chars", _U32),
+        ("completion_chars", _U32),
+        ("prompt_tokens", _U32),
+        ("completion_tokens", _U32),
+        ("tokens_estimated", _B),
+        ("latency_ms", _F),
+        ("cost_usd", _F),
+        ("cost_source", _S),
+        ("prompt_sentiment", _F32),
+        ("completion_sentiment", _F32),
+        ("prompt_toxicity", _F32),
+        ("completion_toxicity", _F32),
+        ("toxic", _B),
+        ("refusal", _B),
+        ("pii", pa.list_(_S)),
+        ("demographics", pa.list_(_S)),
+        ("embedding_sample_rate", _F32),
+        ("embedded", _B),
+    ]
+)
+
+
+def _int8_lists(arrays: list[np.ndarray]) -> pa.Array:
+    """Int8 vectors as one Arrow list column, built from numpy without Python ints."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    flat = np.concatenate(arrays) if arrays else _EMPTY
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int8()))

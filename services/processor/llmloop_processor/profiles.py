@@ -1,0 +1,74 @@
+"""whylogs profiles of each window's scalar features, kept in ``window_profiles``.
+
+A profile (counts, distribution sketches, types) is small, mergeable across
+windows and readable by any whylogs tool: ``DatasetProfileView.deserialize``
+on the ``profile`` column. The stream's own drift numbers do not depend on it.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from llmloop.store import Store
+from llmloop_processor.windows import SCALARS, Window
+
+SCHEMA = pa.schema(
+    [
+        ("project_id", pa.string()),
+        ("model", pa.string()),
+        ("prompt_version", pa.string()),
+        ("window_start", pa.timestamp("ms", tz="UTC")),
+        ("window_end", pa.timestamp("ms", tz="UTC")),
+        ("sample_size", pa.uint32()),
+        ("profile", pa.string()),
+    ]
+)
+
+
+def _whylogs() -> Any:
+    # whylogs 1.6 still uses np.unicode_, which numpy 2 removed (pyarrow needs numpy 2).
+    if not hasattr(np, "unicode_"):
+        np.unicode_ = np.str_  # type: ignore[attr-defined]
+    import whylogs
+
+    return whylogs
+
+
+def profile(window: Window) -> bytes:
+    """The serialized whylogs profile of a window's scalar columns."""
+    import pandas as pd
+
+    frame = pd.DataFrame({c: window.scalars[c] for c in SCALARS})
+    frame["toxic"] = window.toxic
+    frame["refusal"] = window.refusal
+    frame["negative_feedback"] = window.negative_feedback
+    return bytes(_whylogs().log(frame).view().serialize())
+
+
+def write_profile(
+    store: Store, key: tuple[str, str, str], start: datetime, end: datetime, window: Window
+) -> None:
+    """Store the window's profile (base64 text); a recomputed window replaces its row."""
+    row = {
+        "project_id": key[0],
+        "model": key[1],
+        "prompt_version": key[2],
+        "window_start": start,
+        "window_end": end,
+        "sample_size": window.size,
+        "profile": base64.b64encode(profile(window)).decode(),
+    }
+    store.insert("window_profiles", pa.Table.from_pylist([row], schema=SCHEMA))
+
+
+def read_profile(encoded: str) -> Any:
+    """A stored profile back as a whylogs ``DatasetProfileView``."""
+    from whylogs.core import DatasetProfileView
+
+    _whylogs()
+    return DatasetProfileView.deserialize(base64.b64decode(encoded))

@@ -1,0 +1,86 @@
+"""The processor's settings (env prefix ``LLMLOOP_``, e.g. ``LLMLOOP_PROCESSOR_EMBED=false``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from pydantic import Field
+
+from llmloop.settings import Settings
+
+
+class ProcessorSettings(Settings):
+    """Enrichment, embeddings and windowed statistics. Defaults work on a laptop."""
+
+    processor_embed: bool = Field(
+        default=True, description="Embed prompts and completions (all-MiniLM-L6-v2)."
+    )
+    processor_embed_model: str = Field(
+        default="",
+        description="A sentence-transformers model directory; default: the packaged one.",
+    )
+    processor_embed_sample_rate: float = Field(
+        default=1.0, ge=0, le=1, description="Fraction of completions embedded by default."
+    )
+    processor_embed_sample_rates: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per "project/model" or "model" rates, JSON: {"gpt-4o": 0.1}.',
+    )
+    processor_embed_in_child: bool = Field(
+        default=True,
+        description="Run the model in a child process, so its import and compute never "
+        "hold the GIL of the process that serves the API and the sink.",
+    )
+    processor_embed_batch_size: int = Field(default=32, gt=0)
+    processor_embed_cache_size: int = Field(default=50_000, ge=0)
+    processor_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per 1M (input, output) tokens, merged over the defaults, JSON: "
+        '{"my-model": [0.5, 1.5]}.',
+    )
+    processor_prices_file: Path | None = Field(
+        default=None, description="A JSON file of prices in the same form, merged likewise."
+    )
+    processor_stats_interval_s: float = Field(
+        default=60.0, gt=0, description="How often windowed statistics are computed."
+    )
+    processor_stats_window_s: float = Field(
+        default=300.0, gt=0, description="Length of the current window the statistics cover."
+    )
+    processor_reference_size: int = Field(
+        default=1_000,
+        ge=10,
+        description="Reference = the first N events unless a baseline is pinned.",
+    )
+    processor_sample_cap: int = Field(
+        default=2_000, ge=10, description="Most events per window that drift is computed on."
+    )
+    processor_min_samples: int = Field(
+        default=30, ge=2, description="Windows with fewer events produce no statistics."
+    )
+    processor_permutations: int = Field(default=200, ge=20, le=10_000)
+    processor_profiles: bool = Field(
+        default=True, description="Keep a whylogs profile of each window's scalar features."
+    )
+    # The faust worker (distributed runtime). Its app id is its consumer group.
+    processor_faust_app_id: str = Field(default="llmloop-processor")
+    processor_faust_session_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Consumer-group session; a dead worker's partitions "
+        "move after this long (joins take about half).",
+    )
+    processor_faust_heartbeat_s: float = Field(default=3.0, gt=0)
+    processor_faust_partitions: int = Field(default=6, gt=0)
+
+    def price_table(self) -> dict[str, tuple[float, float]]:
+        """Default prices, overridden by the file, overridden by the inline setting."""
+        from llmloop_processor.enrich import DEFAULT_PRICES
+
+        table = dict(DEFAULT_PRICES)
+        if self.processor_prices_file is not None:
+            raw = orjson.loads(self.processor_prices_file.read_bytes())
+            table.update({k: (float(v[0]), float(v[1])) for k, v in raw.items()})
+        table.update(self.processor_prices)
+        return table

@@ -1,0 +1,193 @@
+"""Windows of enriched completions, read from the store as numpy arrays.
+
+A window is (project, model, prompt_version) x [start, end). Reads go through
+ClickHouse's ArrowStream output, so 10k embeddings arrive as one Int8 buffer,
+not 3.8 million Python ints. Samples are capped and chosen by a hash of the
+event id: a re-run of the same window reads the same sample.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc
+
+from llmloop.store import Store
+from llmloop_processor.embed import DIM, dequantize
+
+SCALARS = (
+    "prompt_chars",
+    "completion_chars",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "prompt_sentiment",
+    "completion_sentiment",
+    "prompt_toxicity",
+    "completion_toxicity",
+)
+DT = "DateTime64(3, 'UTC')"
+
+_SELECT = f"""
+SELECT e.event_id AS event_id, e.ts AS ts, {", ".join("e." + c + " AS " + c for c in SCALARS)},
+       e.toxic AS toxic, e.refusal AS refusal, e.attributes AS attributes,
+       e.demographics AS demographics, e.embedded AS embedded,
+       e.prompt_embedding AS prompt_embedding, e.completion_embedding AS completion_embedding,
+       f.negative AS negative_feedback
+FROM (
+    SELECT * FROM completion_enrichments
+    WHERE project_id = {{project:String}} AND model = {{model:String}}
+      AND ({{all_versions:Bool}} OR prompt_version = {{prompt_version:String}}) AND {{where}}
+    ORDER BY {{order}} LIMIT 1 BY event_id LIMIT {{cap:UInt32}}
+) AS e
+LEFT JOIN (
+    -- Negative: a thumbs down, a score in the lower half of its scale, or a correction.
+    SELECT completion_id,
+           toFloat64(max((kind = 'thumbs' AND value < 0)
+                         OR (kind = 'score' AND value < (scale_min + scale_max) / 2)
+                         OR kind = 'correction')) AS negative
+    FROM feedback
+    WHERE project_id = {{project:String}} AND kind IN ('thumbs', 'score', 'correction')
+    GROUP BY completion_id
+) AS f ON f.completion_id = e.event_id
+SETTINGS join_use_nulls = 1
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The enriched completions of one window (a capped, deterministic sample)."""
+
+    scalars: dict[str, np.ndarray]
+    toxic: np.ndarray
+    refusal: np.ndarray
+    negative_feedback: np.ndarray  # 1 / 0, NaN where a completion got no feedback
+    attributes: list[dict[str, str]]
+    demographics: list[list[str]]
+    prompt_embeddings: np.ndarray  # (k, 384) float32, only the embedded rows
+    completion_embeddings: np.ndarray
+    ts_max: datetime | None = None  # the newest completion in the sample
+
+    @property
+    def size(self) -> int:
+        return len(self.toxic)
+
+
+def read_arrow(store: Store, sql: str, params: dict[str, Any]) -> pa.Table:
+    raw = store.query_raw(sql, "ArrowStream", params)
+    if not raw:
+        return pa.table({})
+    return pa.ipc.open_stream(io.BytesIO(raw)).read_all()
+
+
+def _embeddings(column: pa.ChunkedArray, mask: np.ndarray) -> np.ndarray:
+    if not mask.any():
+        return np.zeros((0, DIM), dtype=np.float32)
+    kept = column.filter(pa.array(mask)).combine_chunks()
+    flat = kept.flatten().to_numpy(zero_copy_only=False)
+    return dequantize(flat.reshape(len(kept), -1))
+
+
+def _window(table: pa.Table) -> Window:
+    if table.num_rows == 0:
+        empty = np.zeros(0)
+        return Window(
+            {c: empty for c in SCALARS},
+            empty,
+            empty,
+            empty,
+            [],
+            [],
+            np.zeros((0, DIM), np.float32),
+            np.zeros((0, DIM), np.float32),
+        )
+    embedded = table["embedded"].to_numpy(zero_copy_only=False).astype(bool)
+    # A row marked embedded always has both vectors; the length check guards old rows.
+    lengths = np.asarray(
+        pa.compute.list_value_length(table["prompt_embedding"]).to_numpy(zero_copy_only=False)
+    )
+    embedded &= lengths == DIM
+    negative = table["negative_feedback"].to_numpy(zero_copy_only=False)
+    return Window(
+        scalars={
+            c: np.asarray(table[c].to_numpy(zero_copy_only=False), dtype=float) for c in SCALARS
+        },
+        toxic=table["toxic"].to_numpy(zero_copy_only=False).astype(float),
+        refusal=table["refusal"].to_numpy(zero_copy_only=False).astype(float),
+        negative_feedback=np.asarray([np.nan if v is None else v for v in negative], dtype=float),
+        attributes=[dict(a) for a in table["attributes"].to_pylist()],
+        demographics=table["demographics"].to_pylist(),
+        prompt_embeddings=_embeddings(table["prompt_embedding"], embedded),
+        completion_embeddings=_embeddings(table["completion_embedding"], embedded),
+        ts_max=pa.compute.max(table["ts"]).as_py(),
+    )
+
+
+def keys(
+    store: Store, start: datetime, end: datetime, min_samples: int
+) -> list[tuple[str, str, str]]:
+    """(project, model, prompt_version) with at least ``min_samples`` completions in the window."""
+    result = store.query(
+        "SELECT project_id, model, prompt_version FROM completion_enrichments "
+        f"WHERE ts >= {{start:{DT}}} AND ts < {{end:{DT}}} "
+        "GROUP BY project_id, model, prompt_version HAVING uniqExact(event_id) >= {n:UInt32} "
+        "ORDER BY project_id, model, prompt_version",
+        {"start": start, "end": end, "n": min_samples},
+    )
+    return [tuple(row) for row in result.rows]  # type: ignore[misc]
+
+
+def _key_params(key: tuple[str, str, str | None]) -> dict[str, Any]:
+    """Query parameters of a key; prompt_version None means every version of the model."""
+    project, model, version = key
+    return {
+        "project": project,
+        "model": model,
+        "prompt_version": version or "",
+        "all_versions": version is None,
+    }
+
+
+def current(
+    store: Store, key: tuple[str, str, str | None], start: datetime, end: datetime, cap: int
+) -> Window:
+    """A sample of at most ``cap`` completions of the window [start, end)."""
+    sql = _SELECT.replace("{where}", f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}").replace(
+        "{order}", "cityHash64(event_id)"
+    )
+    params = _key_params(key)
+    return _window(read_arrow(store, sql, {**params, "start": start, "end": end, "cap": cap}))
+
+
+def baseline(store: Store, key: tuple[str, str, str | None]) -> tuple[datetime, datetime] | None:
+    """The pinned reference window of a key (its own, else the model's), if any."""
+    project, model, prompt_version = key
+    result = store.query(
+        "SELECT window_start, window_end FROM drift_baselines FINAL "
+        "WHERE project_id = {project:String} AND model = {model:String} "
+        "AND prompt_version IN ({prompt_version:String}, '') "
+        "ORDER BY prompt_version = '' LIMIT 1",
+        {"project": project, "model": model, "prompt_version": prompt_version or ""},
+    )
+    return None if not result.rows else (result.rows[0][0], result.rows[0][1])
+
+
+def reference(
+    store: Store, key: tuple[str, str, str | None], size: int, cap: int
+) -> tuple[Window, str]:
+    """The reference sample: the pinned baseline, else the first ``size`` completions."""
+    params = _key_params(key)
+    pinned = baseline(store, key)
+    if pinned is not None:
+        sql = _SELECT.replace("{where}", f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}").replace(
+            "{order}", "cityHash64(event_id)"
+        )
+        table = read_arrow(store, sql, {**params, "start": pinned[0], "end": pinned[1], "cap": cap})
+        return _window(table), "pinned"
+    sql = _SELECT.replace("{where}", "1").replace("{order}", "ts, event_id")
+    return _window(read_arrow(store, sql, {**params, "cap": min(size, cap)})), "first_n"

@@ -1,0 +1,245 @@
+"""The retraining service: feedback joined to completions, policies checked, jobs launched.
+
+Consumes ``llmloop.events.v1`` (completions and feedback, for the join) and
+``llmloop.alerts.v1`` (alerts whose firing may start a job), and publishes the
+job and model-version lifecycle on ``llmloop.retrain.v1``, which the processor
+stores. Its own state (the join, the job ledger) is a SQLite file under the
+data dir; offsets are committed after the state, so a restart loses nothing
+and double-counts nothing. One job runs at a time: a GPU (or this laptop's CPU)
+is the scarce thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from llmloop import topics
+from llmloop.bus import EventBus, Message, Record, consume, open_bus
+from llmloop.events import AlertStateChanged, AnyEvent, RetrainJobUpdated, encode_event, parse_event
+from llmloop.lifecycle import stop_on_signals
+from llmloop_retraining.config import RetrainingSettings
+from llmloop_retraining.join import PairJoin
+from llmloop_retraining.launcher import Launcher, make_launcher
+from llmloop_retraining.ledger import JobLedger
+from llmloop_retraining.pipeline import Outcome, run_retraining
+from llmloop_retraining.policy import (
+    ModelState,
+    PolicyBook,
+    TriggerPolicy,
+    alert_matches,
+    decide,
+)
+
+log = logging.getLogger(__name__)
+
+GROUP = "llmloop-retraining"
+TOPICS = (topics.EVENTS, topics.ALERTS)
+
+
+def launcher_for(settings: RetrainingSettings, policy: TriggerPolicy) -> Launcher:
+    """The launcher a policy names, configured from the settings."""
+    if (policy.launcher or settings.retrain_launcher) == "kubernetes":
+        return make_launcher(
+            "kubernetes",
+            image=settings.retrain_job_image,
+            namespace=settings.retrain_namespace,
+            gpus=settings.retrain_job_gpus,
+            template=settings.retrain_job_template,
+            datasets_root=settings.datasets_dir,
+            output_root=settings.models_dir,
+        )
+    return make_launcher("local")
+
+
+def open_join(settings: RetrainingSettings) -> PairJoin:
+    """The join on its state file, with MiniLM for near-duplicates when enabled."""
+    embed = None
+    if settings.retrain_near_duplicates:
+        from llmloop_retraining.embed import MiniLM
+
+        embed = MiniLM()
+    return PairJoin(
+        settings.state_path,
+        embed=embed,
+        near_duplicate_cosine=settings.retrain_near_duplicate_cosine,
+        toxicity_threshold=settings.retrain_toxicity_threshold,
+    )
+
+
+def publisher(bus: EventBus):  # type: ignore[no-untyped-def]
+    async def publish(event: RetrainJobUpdated) -> None:
+        await bus.publish(topics.RETRAIN, [Record(key=event.key(), value=encode_event(event))])
+
+    return publish
+
+
+class Retrainer:
+    """The consumer, the policy checks and the job runner."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        settings: RetrainingSettings,
+        *,
+        policies: PolicyBook | None = None,
+        batch_size: int = 500,
+        max_wait_s: float = 0.25,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.policies = policies or PolicyBook.load(settings.retrain_policy_file)
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
+        self.join = open_join(settings)
+        self.ledger = JobLedger(settings.state_path)
+        self.publish = publisher(bus)
+        self.outcomes: list[Outcome] = []
+        self._job: asyncio.Task[None] | None = None
+        self._queue: list[tuple[str, str]] = []
+        # The join's connection is used from a worker thread (apply) and from the loop
+        # (policy checks, the timer): one at a time. A running job reads through its own.
+        self._lock = asyncio.Lock()
+
+    # --- consuming ------------------------------------------------------------------------
+
+    async def handle(self, batch: list[Message]) -> None:
+        events: list[AnyEvent] = []
+        alerts: list[AlertStateChanged] = []
+        for message in batch:
+            try:
+                event = parse_event(message.value)
+            except ValidationError:
+                continue  # the processor dead-letters what nobody can read
+            if isinstance(event, AlertStateChanged):
+                alerts.append(event)
+            else:
+                events.append(event)
+        async with self._lock:
+            result = await asyncio.to_thread(self.join.apply, events)
+            if result.pairs or result.drops:
+                log.info(
+                    "join: %d new pairs, dropped %s", len(result.pairs), dict(result.drops) or 0
+                )
+            for model in sorted({p.model for p in result.pairs}):
+                self.check(model)
+            for alert in alerts:
+                for model in self.join.models():
+                    if alert_matches(self.policies.for_model(model), alert, model):
+                        self.check(model, alert=alert)
+
+    # --- policies and jobs --------------------------------------------------------------
+
+    def state(self, model: str) -> ModelState:
+        last = self.ledger.last(model)
+        after = last.pairs_seq if last else 0
+        return ModelState(
+            new_pairs=self.join.count(model, after_seq=after),
+            total_pairs=self.join.count(model),
+            last_job_at=last.started_at if last else None,
+            job_running=self.ledger.running(model) or any(m == model for m, _ in self._queue),
+        )
+
+    def check(self, model: str, *, alert: AlertStateChanged | None = None) -> bool:
+        """Start (or queue) a job for ``model`` if its policy says so; returns whether it did."""
+        decision = decide(
+            self.policies.for_model(model), self.state(model), datetime.now(UTC), alert=alert
+        )
+        log.debug("policy for %s: %s", model, decision.reason)
+        if decision.start:
+            log.info("retraining %s: %s", model, decision.reason)
+            self._queue.append((model, decision.reason))
+            self._next()
+        return decision.start
+
+    def _next(self) -> None:
+        if self._queue and (self._job is None or self._job.done()):
+            model, reason = self._queue.pop(0)
+            self._job = asyncio.create_task(self._run(model, reason), name=f"retrain-{model}")
+
+    async def _run(self, model: str, reason: str) -> None:
+        policy = self.policies.for_model(model)
+        reader = PairJoin(self.settings.state_path)
+        try:
+            outcome = await run_retraining(
+                settings=self.settings,
+                join=reader,
+                ledger=self.ledger,
+                policy=policy,
+                launcher=launcher_for(self.settings, policy),
+                model=model,
+                reason=reason,
+                publish=self.publish,
+            )
+            self.outcomes.append(outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("retraining %s failed", model)
+        finally:
+            reader.close()
+            self._next()
+
+    async def _timer(self, stop: asyncio.Event) -> None:
+        """Time-based policies (max interval) need a clock, not just events."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.retrain_check_interval_s)
+            if not stop.is_set():
+                async with self._lock:
+                    for model in self.join.models():
+                        self.check(model)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        for job_id in self.ledger.interrupted():
+            log.warning("job %s was running when the service stopped; marked failed", job_id)
+        consumer = self.bus.consumer(TOPICS, GROUP)
+        await consumer.start()
+        log.info(
+            "retraining consuming %s as group %s; state in %s",
+            ", ".join(TOPICS),
+            GROUP,
+            self.settings.state_path,
+        )
+        timer = asyncio.create_task(self._timer(stop), name="retrain-timer")
+        try:
+            await consume(
+                consumer,
+                self.handle,
+                batch_size=self.batch_size,
+                max_wait_s=self.max_wait_s,
+                stop=stop,
+            )
+        finally:
+            timer.cancel()
+            if self._job is not None and not self._job.done():
+                log.warning("stopping: the running DPO job is interrupted")
+                self._job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._job
+            await consumer.close()
+            self.join.close()
+            self.ledger.close()
+
+    async def wait_for_job(self) -> None:
+        """Wait until no job is running or queued (tests, and a clean shutdown)."""
+        while (self._job is not None and not self._job.done()) or self._queue:
+            if self._job is not None:
+                await asyncio.wait({self._job})
+            else:
+                await asyncio.sleep(0.05)
+
+
+async def serve(settings: RetrainingSettings) -> None:
+    """Run the service on its own (distributed runtime) until SIGINT / SIGTERM."""
+    bus = open_bus(settings.bus_url)
+    async with stop_on_signals() as stop:
+        await bus.start()
+        try:
+            await Retrainer(bus, settings).run(stop)
+        finally:
+            await bus.close()

@@ -1,0 +1,265 @@
+"""The processor as `llmloop up` runs it: sink + enricher + statistics timer on a bus and chDB.
+
+Real parts: the memory bus port, chDB, MiniLM embeddings, VADER, profanity-check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from llmloop import topics
+from llmloop.bus import EventBus, Record, open_bus
+from llmloop.events import CompletionLogged, ThumbsFeedback, encode_event
+from llmloop.store import Store, open_store
+from llmloop.store.migrate import migrate
+from llmloop_processor.corpus import prompts
+from llmloop_processor.profiles import read_profile
+from llmloop_processor.runtime import services
+from llmloop_processor.settings import ProcessorSettings
+from llmloop_processor.stats import StatsRunner
+
+LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+INTERVAL = 600.0
+
+
+def traffic() -> tuple[list[CompletionLogged], list[CompletionLogged], list[ThumbsFeedback]]:
+    """300 cooking prompts a day ago (the reference), 300 programming prompts in the window.
+
+    In the window, de-DE users give a thumbs down 60% of the time, en-US users 10%.
+    """
+    rng = random.Random(0)
+
+    def completion(text: str, when: datetime) -> CompletionLogged:
+        return CompletionLogged(
+            model="gpt-4o-mini",
+            project_id="shop",
+            prompt_version="v1",
+            prompt=text,
+            completion="Sure, here is how.",
+            latency_ms=200 + rng.random() * 50,
+            attributes={"locale": rng.choice(["de-DE", "en-US"])},
+            timestamp=when,
+        )
+
+    old = [
+        completion(t, NOW - timedelta(days=1, seconds=i))
+        for i, t in enumerate(prompts("cooking", 300, 3))
+    ]
+    new = [
+        completion(t, NOW - timedelta(seconds=1 + i))
+        for i, t in enumerate(prompts("programming", 300, 4))
+    ]
+    feedback = [
+        ThumbsFeedback(
+            completion_id=c.event_id,
+            project_id="shop",
+            value=-1 if rng.random() < (0.6 if c.attributes["locale"] == "de-DE" else 0.1) else 1,
+            timestamp=c.timestamp + timedelta(milliseconds=500),
+        )
+        for c in new
+    ]
+    return old, new, feedback
+
+
+def settings(tmp_path: Path, **extra: object) -> ProcessorSettings:
+    return ProcessorSettings(
+        data_dir=tmp_path,
+        processor_stats_interval_s=INTERVAL,
+        processor_stats_window_s=INTERVAL,
+        processor_permutations=100,
+        **{"processor_reference_size": 300, **extra},  # type: ignore[arg-type]
+    )
+
+
+async def run_until(
+    bus: EventBus, store: Store, s: ProcessorSettings, sql: str, expected: int
+) -> None:
+    stop = asyncio.Event()
+    parts = services(s, bus, store)
+    parts.pop("stats")  # the timer is driven by hand below, on a fixed clock
+    tasks = [asyncio.create_task(p.run(stop)) for p in parts.values()]
+    try:
+        for _ in range(600):
+            if store.query(sql).scalar() >= expected:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{sql} never reached {expected}")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def publish(bus: EventBus, events: list) -> None:
+    await bus.publish(topics.EVENTS, [Record(key=e.key(), value=encode_event(e)) for e in events])
+
+
+@pytest.fixture
+async def bus():
+    bus = open_bus("memory://")
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
+async def test_enrichment_drift_bias_and_feedback_metrics_land_once(bus, store, tmp_path) -> None:
+    old, new, feedback = traffic()
+    s = settings(tmp_path, processor_embed_sample_rates={"shop/gpt-4o-mini": 1.0})
+    await publish(bus, old + new + feedback)
+    await bus.publish(topics.EVENTS, [Record(key=None, value=b'{"type": "completion"}')])
+    await run_until(bus, store, s, "SELECT count() FROM completion_enrichments", 600)
+    assert store.query("SELECT countIf(embedded), count() FROM completion_enrichments").rows == [
+        (600, 600)
+    ]
+
+    runner = StatsRunner(store, bus, s, clock=NOW.timestamp)
+    published = await runner.tick()
+    assert published > 0 and await runner.tick() == 0  # one window, computed once
+    # A restarted processor recomputes the same window: same metric ids, stored once.
+    assert await StatsRunner(store, bus, s, clock=NOW.timestamp).tick() == published
+    await run_until(bus, store, s, "SELECT count() FROM metrics", published)
+    await asyncio.sleep(0.3)
+    rows = store.query(
+        "SELECT name, labels, value, sample_size, p_value FROM metrics ORDER BY name"
+    ).dicts()
+    assert len(rows) == published
+    for r in rows:
+        r["labels"] = dict(r["labels"])  # a ClickHouse Map reads back as pairs
+    by = {
+        (
+            r["name"],
+            r["labels"].get("field")
+            or r["labels"].get("feature")
+            or r["labels"].get("outcome")
+            or "",
+            r["labels"].get("segment", ""),
+        ): r
+        for r in rows
+    }
+    mmd = by[("drift_embedding_mmd", "prompt", "")]
+    assert mmd["p_value"] < 0.05 and mmd["sample_size"] == 600
+    assert mmd["labels"]["reference"] == "first_n" and mmd["labels"]["model"] == "gpt-4o-mini"
+    assert by[("drift_embedding_domain_auc", "prompt", "")]["value"] > 0.9
+    assert by[("drift_embedding_centroid_cos", "prompt", "")]["value"] > 0.2
+    assert by[("drift_embedding_mmd", "completion", "")]["p_value"] > 0.05  # same answers
+    gap = by[("bias_gap", "negative_feedback", "")]
+    assert gap["labels"]["attribute"] == "locale" and gap["p_value"] < 0.001 and gap["value"] > 0.3
+    assert by[("bias_segment_value", "negative_feedback", "de-DE")]["value"] > 0.4
+    thumbs = by[("feedback_thumbs_up_rate", "", "")]
+    assert thumbs["sample_size"] == 300 and 0.5 < thumbs["value"] < 0.8
+    assert ("drift_feature_ks", "latency_ms", "") in by
+    # What the default alert rules watch, over every completion of the window.
+    negative = by[("negative_feedback_rate", "", "")]
+    assert (
+        negative["value"] == pytest.approx(1 - thumbs["value"]) and negative["sample_size"] == 300
+    )
+    assert 235 <= by[("latency_p95_ms", "", "")]["value"] <= 250
+    assert by[("latency_p95_ms", "", "")]["sample_size"] == 300
+    assert (
+        by[("toxicity_rate", "", "")]["value"] == 0 and by[("refusal_rate", "", "")]["value"] == 0
+    )
+    assert by[("cost_usd_per_hour", "", "")]["value"] > 0  # priced from the price table
+
+    stored = store.query("SELECT sample_size, profile FROM window_profiles FINAL").rows
+    assert len(stored) == 1 and stored[0][0] == 300  # computed three times, one row
+    columns = read_profile(stored[0][1]).to_pandas()
+    assert columns.loc["latency_ms", "counts/n"] == 300
+    assert 200 <= columns.loc["latency_ms", "distribution/mean"] <= 250
+
+
+async def test_sampling_records_its_rate_and_embeds_a_fraction(bus, store, tmp_path) -> None:
+    old, _, _ = traffic()
+    # The model in this process this time (the first test runs it in a child).
+    s = settings(
+        tmp_path, processor_embed_sample_rates={"gpt-4o-mini": 0.25}, processor_embed_in_child=False
+    )
+    await publish(bus, old)
+    await run_until(bus, store, s, "SELECT count() FROM completion_enrichments", 300)
+    embedded, rate = store.query(
+        "SELECT countIf(embedded), any(embedding_sample_rate) FROM completion_enrichments"
+    ).rows[0]
+    assert 40 <= embedded <= 110 and rate == 0.25
+    assert (
+        store.query(
+            "SELECT countIf(length(prompt_embedding) = 384) FROM completion_enrichments"
+        ).scalar()
+        == embedded
+    )
+
+
+def test_baseline_set_and_report_commands(tmp_path: Path) -> None:
+    old, new, _ = traffic()
+    store = open_store(f"chdb:///{tmp_path}/chdb")
+    migrate(store)
+    from llmloop_processor.embed import Embedder, Sampler
+    from llmloop_processor.enrich import Enricher
+    from llmloop_processor.enrichment import EnrichmentWriter
+
+    EnrichmentWriter(store, Enricher(Embedder(), Sampler(1.0))).write(old[:120] + new[:120])
+    store.close()
+
+    def llmloop(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [LLMLOOP, *args, "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    day_ago = (NOW - timedelta(days=1, hours=1)).isoformat()
+    pinned = llmloop(
+        "baseline",
+        "set",
+        "--model",
+        "gpt-4o-mini",
+        "--from",
+        day_ago,
+        "--to",
+        (NOW - timedelta(hours=1)).isoformat(),
+    )
+    assert pinned.returncode == 0, pinned.stderr
+    assert (
+        "baseline pinned for shop/gpt-4o-mini" in pinned.stdout
+        and "120 completions" in pinned.stdout
+    )
+    missing = llmloop("baseline", "set", "--model", "nope", "--from", day_ago)
+    assert missing.returncode != 0 and "no enriched completions of model 'nope'" in missing.stderr
+
+    out = tmp_path / "report.html"
+    report = llmloop(
+        "report",
+        "--model",
+        "gpt-4o-mini",
+        "--from",
+        (NOW - timedelta(hours=1)).isoformat(),
+        "--to",
+        NOW.isoformat(),
+        "--out",
+        str(out),
+    )
+    assert report.returncode == 0, report.stderr
+    assert "120 reference completions [pinned] vs 120 current" in report.stderr
+    html = out.read_text()
+    assert "Drift in embeddings" in html or "prompt" in html
+    assert out.stat().st_size > 10_000
+
+
+async def test_first_n_reference_is_not_compared_with_itself(bus, store, tmp_path) -> None:
+    """While the window still holds the first N events, drift uses only what came after."""
+    _, new, _ = traffic()
+    s = settings(tmp_path, processor_embed=False, processor_reference_size=200)
+    await publish(bus, new)
+    await run_until(bus, store, s, "SELECT count() FROM completion_enrichments", 300)
+    metrics = StatsRunner(store, bus, s).compute(NOW - timedelta(seconds=INTERVAL), NOW)
+    ks = [m for m in metrics if m.name == "drift_feature_ks"]
+    assert ks and all(m.sample_size == 300 for m in ks)  # 200 reference + the 100 after them
+    assert not [m for m in metrics if m.name.startswith("drift_embedding")]  # nothing embedded
+    assert [m for m in metrics if m.name == "bias_gap"]  # bias still covers the whole window

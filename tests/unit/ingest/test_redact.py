@@ -1,0 +1,82 @@
+"""PII redaction: what is replaced, what is left alone, and the count ingest reports."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from ingest_helpers import client_for, completion, published
+
+from llmloop.events import parse_event
+from llmloop_ingest.app import create_app
+from llmloop_ingest.redact import luhn_ok, redact_text
+from llmloop_ingest.settings import IngestSettings
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "kind"),
+    [
+        ("mail jane.doe+x@example.co.uk today", "mail [EMAIL] today", "email"),
+        ("call +1 (415) 555-0132 now", "call [PHONE] now", "phone"),
+        ("call 030 1234567", "call [PHONE]", "phone"),
+        ("card 4111 1111 1111 1111 ok", "card [CARD] ok", "card"),
+        ("card 4111-1111-1111-1111", "card [CARD]", "card"),
+        ("from 192.168.1.20.", "from [IP].", "ip"),
+        ("from 2001:db8::1 too", "from [IP] too", "ip"),
+    ],
+)
+def test_pii_is_replaced_and_counted(text, expected, kind):
+    counts: Counter[str] = Counter()
+    assert redact_text(text, counts) == expected
+    assert counts == {kind: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1112 fails Luhn",
+        "on 2024-01-15 at 10:30:22",
+        "order 12345 costs 4.50",
+        "300.1.2.3 is no address",
+        "ab:cd:ef and 12:30:45",
+    ],
+)
+def test_look_alikes_are_left_alone(text):
+    counts: Counter[str] = Counter()
+    assert redact_text(text, counts) == text
+    assert not counts
+
+
+def test_luhn():
+    assert luhn_ok("79927398713") and not luhn_ok("79927398710")
+
+
+async def test_only_projects_that_ask_are_redacted_with_a_count(bus, keys, tmp_path):
+    app = create_app(IngestSettings(data_dir=tmp_path, redact_pii="shop"), bus=bus)
+    chat = [{"role": "user", "content": "I am bob@example.com, card 4111111111111111"}]
+    feedback = {
+        "type": "feedback",
+        "kind": "correction",
+        "event_id": "0b7e6a2c-4d0f-4c39-9a8e-2f1f7f0c9d11",
+        "completion_id": "0b7e6a2c-4d0f-4c39-9a8e-2f1f7f0c9d12",
+        "correction": "Call me on +44 20 7946 0958",
+    }
+    async with client_for(app, keys["shop"]) as client:
+        response = await client.post(
+            "/v1/events",
+            json={"events": [completion(prompt=chat, completion="Hi 10.0.0.1"), feedback]},
+        )
+        assert response.json()["redacted"] == {"email": 1, "card": 1, "ip": 1, "phone": 1}
+        assert (
+            'llmloop_ingest_redactions_total{kind="card"} 1.0'
+            in (await client.get("/metrics")).text
+        )
+    async with client_for(app, keys["bank"]) as client:
+        response = await client.post("/v1/events", json={"events": [completion(prompt="a@b.io")]})
+        assert "redacted" not in response.json()
+    shop_c, shop_f, bank_c = [parse_event(m.value) for m in await published(bus)]
+    assert shop_c.prompt[0].content == "I am [EMAIL], card [CARD]"
+    assert shop_c.completion == "Hi [IP]"
+    assert shop_c.metadata["llmloop_redacted"] == {"email": 1, "card": 1, "ip": 1}
+    assert shop_f.correction == "Call me on [PHONE]"
+    assert bank_c.prompt == "a@b.io"

@@ -1,0 +1,67 @@
+"""Enrichment features, list in, rows out."""
+
+from __future__ import annotations
+
+from llmloop.events import CompletionLogged
+from llmloop_processor.embed import Sampler
+from llmloop_processor.enrich import (
+    DEFAULT_PRICES,
+    Enricher,
+    estimate_tokens,
+    is_refusal,
+    pii_flags,
+    price_for,
+)
+
+
+def test_refusals_are_recognised_and_answers_are_not() -> None:
+    assert is_refusal("I'm sorry, but I can't help with that request.")
+    assert is_refusal("As an AI, I cannot provide medical advice.")
+    assert is_refusal("Here is the thing: I can't assist with that.")
+    assert not is_refusal("Sure! Roast the chicken at 200 C for an hour.")
+    assert not is_refusal("You can't go wrong with butter.")
+
+
+def test_pii_kinds_are_flagged_without_values() -> None:
+    assert pii_flags("mail me at jane.doe@example.com or call +1 415-555-0100") == [
+        "email",
+        "phone",
+    ]
+    assert "ssn" in pii_flags("my ssn is 123-45-6789")
+    assert pii_flags("nothing personal here") == []
+
+
+def test_price_lookup_by_longest_prefix_and_override() -> None:
+    assert price_for("gpt-4o-mini-2024-07-18", DEFAULT_PRICES) == DEFAULT_PRICES["gpt-4o-mini"]
+    assert price_for("unknown", DEFAULT_PRICES) is None
+    assert estimate_tokens("abcdefgh") == 2 and estimate_tokens("") == 0
+
+
+def test_rows_without_embeddings() -> None:
+    events = [
+        CompletionLogged(
+            model="gpt-4o-mini",
+            prompt="She asked how to reach me: bob@example.com",
+            completion="I love this, you idiot!",
+            prompt_tokens=10,
+            completion_tokens=5,
+            attributes={"plan": "pro"},
+        ),
+        CompletionLogged(model="house-model", prompt="hi", completion="Sorry, I can't do that."),
+        CompletionLogged(model="m", prompt="x", completion="y", cost_usd=0.5),
+    ]
+    enricher = Enricher(None, Sampler(1.0), {**DEFAULT_PRICES, "house-model": (1.0, 2.0)})
+    table = enricher.table(events)
+    rows = table.to_pylist()
+    first, second, third = rows
+    assert first["tokens_estimated"] is False
+    assert abs(first["cost_usd"] - (10 * 0.15 + 5 * 0.60) / 1e6) < 1e-12
+    assert first["cost_source"] == "price_table" and first["pii"] == ["email"]
+    assert first["demographics"] == ["gender:female"]
+    assert first["completion_toxicity"] > 0.5 and first["toxic"]
+    assert first["completion_sentiment"] != 0
+    assert second["refusal"] and second["tokens_estimated"]
+    assert second["cost_usd"] == (1 * 1.0 + 6 * 2.0) / 1e6
+    assert third["cost_usd"] == 0.5 and third["cost_source"] == "event"
+    assert not any(r["embedded"] for r in rows)
+    assert table.column("prompt_embedding").to_pylist() == [[], [], []]

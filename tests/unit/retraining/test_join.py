@@ -1,0 +1,121 @@
+"""The join of feedback to completions: pairs from each source, filters, dedup, restarts."""
+
+from __future__ import annotations
+
+from retraining_helpers import completion, correction, preference, thumbs
+
+from llmloop_retraining.join import PairJoin
+
+
+def test_preference_feedback_makes_a_pair_of_the_two_completions(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    a, b = completion("What is 2+2?", "4"), completion("What is 2+2?", "five")
+    result = join.apply([a, b, preference(a, b)])
+    [pair] = result.pairs
+    assert (pair.prompt, pair.chosen, pair.rejected, pair.source) == (
+        "What is 2+2?",
+        "4",
+        "five",
+        "preference",
+    )
+    assert str(a.event_id) in pair.source_event_ids
+
+
+def test_correction_is_chosen_over_the_original(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    c = completion("Capital of France?", "Lyon")
+    [pair] = join.apply([c, correction(c, "Paris")]).pairs
+    assert (pair.chosen, pair.rejected, pair.source) == ("Paris", "Lyon", "correction")
+
+
+def test_thumbs_up_and_down_on_the_same_normalised_prompt_pair_up(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    good, bad = completion("Say hi", "Hello there!"), completion("  say   HI ", "no.")
+    other_model = completion("Say hi", "yo", model="m2")
+    result = join.apply([good, bad, other_model, thumbs(bad, -1), thumbs(other_model, 1)])
+    assert result.pairs == []  # different model: no pair
+    [pair] = join.apply([thumbs(good, 1)]).pairs
+    assert (pair.chosen, pair.rejected, pair.source, pair.model) == (
+        "Hello there!",
+        "no.",
+        "thumbs",
+        "m1",
+    )
+
+
+def test_thumbs_on_different_prompts_do_not_pair_without_embeddings(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    a, b = completion("Say hi", "Hello"), completion("Explain DNS", "no")
+    assert join.apply([a, b, thumbs(a, 1), thumbs(b, -1)]).pairs == []
+
+
+def test_near_duplicate_prompts_pair_by_embedding_cosine(tmp_path):
+    vectors = {
+        "how do i reset my password": [1.0, 0.0],
+        "how can i reset my password?": [0.96, 0.28],
+        "explain dns": [0.0, 1.0],
+    }
+    join = PairJoin(
+        tmp_path / "state.db",
+        near_duplicate_cosine=0.9,
+        embed=lambda texts: __import__("numpy").array([vectors[t.lower()] for t in texts]),
+    )
+    a = completion("How do I reset my password", "Go to settings, then Security.")
+    b = completion("How can I reset my password?", "I can't help.")
+    c = completion("Explain DNS", "dunno")
+    result = join.apply([a, b, c, thumbs(b, -1), thumbs(c, -1), thumbs(a, 1)])
+    [pair] = result.pairs  # c is too far (cosine 0)
+    assert (pair.chosen, pair.rejected) == ("Go to settings, then Security.", "I can't help.")
+
+
+def test_filters_drop_toxic_pii_and_empty_chosen_sides_and_count_why(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    c1, c2, c3, c4 = (completion(f"q{i}", "original") for i in range(4))
+    result = join.apply(
+        [
+            c1,
+            c2,
+            c3,
+            c4,
+            correction(c1, "you are a fucking idiot"),
+            correction(c2, "mail me at jane.doe@example.com"),
+            correction(c3, "   "),
+            correction(c4, "A clean, helpful answer."),
+        ]
+    )
+    assert [p.chosen for p in result.pairs] == ["A clean, helpful answer."]
+    assert dict(result.drops) == {"toxic_chosen": 1, "pii_chosen": 1, "empty_chosen": 1}
+    assert join.drops("m1") == {"toxic_chosen": 1, "pii_chosen": 1, "empty_chosen": 1}
+
+
+def test_duplicate_pairs_and_redelivered_events_count_once(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    a, b = completion("q", "good"), completion("q", "bad")
+    pref = preference(a, b)
+    batch = [a, b, pref, thumbs(a, 1), thumbs(b, -1)]  # thumbs make the same pair again
+    first = join.apply(batch)
+    assert len(first.pairs) == 1 and first.drops["duplicate"] == 1
+    again = join.apply(batch)  # a redelivered batch
+    assert again.pairs == [] and again.skipped == len(batch)
+    assert len(join.pairs("m1")) == 1
+
+
+def test_feedback_before_its_completion_waits_for_it(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    c = completion("q", "wrong")
+    assert join.apply([correction(c, "right")]).pairs == []
+    [pair] = join.apply([c]).pairs
+    assert (pair.chosen, pair.rejected) == ("right", "wrong")
+
+
+def test_a_restart_between_completion_and_feedback_still_yields_the_pair(tmp_path):
+    path = tmp_path / "state.db"
+    first = PairJoin(path)
+    good, bad = completion("q", "good answer"), completion("q", "bad answer")
+    first.apply([good, bad, thumbs(bad, -1)])
+    first.close()  # the service stops; its state is the file
+
+    second = PairJoin(path)
+    [pair] = second.apply([thumbs(good, 1)]).pairs
+    assert (pair.chosen, pair.rejected) == ("good answer", "bad answer")
+    assert [p.pair_id for _, p in second.pairs("m1")] == [pair.pair_id]
