@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from llmloop import pii
 from llmloop.events import CompletionLogged
 from llmloop_processor.bias import demographic_groups
 from llmloop_processor.embed import Embedder, Sampler, quantize
@@ -46,16 +47,6 @@ _REFUSAL_ANYWHERE = re.compile(
     r"provide|comply)|against (?:my|the) (?:guidelines|policy|policies))\b",
     re.IGNORECASE,
 )
-PII_PATTERNS: dict[str, re.Pattern[str]] = {
-    "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
-    "phone": re.compile(
-        r"(?<!\w)(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{3,4}[ .-]\d{3,4}(?:[ .-]\d{2,4})?\b"
-    ),
-    "credit_card": re.compile(r"\b(?:\d[ -]?){13,16}\b"),
-    "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
-    "ip_address": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
-    "iban": re.compile(r"\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b"),
-}
 
 
 def is_refusal(text: str) -> bool:
@@ -65,7 +56,7 @@ def is_refusal(text: str) -> bool:
 
 def pii_flags(text: str) -> list[str]:
     """Kinds of personal data that look present in ``text`` (never the values themselves)."""
-    return [kind for kind, pattern in PII_PATTERNS.items() if pattern.search(text)]
+    return pii.kinds(text)
 
 
 def estimate_tokens(text: str) -> int:

@@ -12,17 +12,10 @@ import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from llmloop import pii
 from llmloop_retraining.pairs import Pair
 
 log = logging.getLogger(__name__)
-
-# PII that must not be taught to a model. Patterns aim at precision: a false
-# positive costs one pair, a false negative can leak a customer's data.
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-_PHONE = re.compile(r"(?<![\w.])\+?\d{1,3}[ .-]?\(?\d{2,4}\)?[ .-]\d{3,4}[ .-]\d{3,4}(?![\w.])")
-_SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}\b")
-_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 
 # Used only when alt-profanity-check (the processor's toxicity model) is absent.
 _FALLBACK_WORDS = frozenset(
@@ -43,35 +36,9 @@ _FALLBACK_WORDS = frozenset(
 )
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
 def pii_kinds(text: str) -> list[str]:
-    """The kinds of PII found in ``text`` (email, phone, ssn, iban, card)."""
-    found: list[str] = []
-    if _IBAN.search(text):
-        found.append("iban")
-    # Long digit runs are account or card numbers, never phones: look at them first,
-    # then search for phones in what is left.
-    rest = _IBAN.sub(" ", text)
-    for match in _CARD.finditer(rest):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and _luhn(digits) and "card" not in found:
-            found.append("card")
-    rest = _CARD.sub(" ", rest)
-    found += [
-        name
-        for name, pattern in (("email", _EMAIL), ("phone", _PHONE), ("ssn", _SSN))
-        if pattern.search(rest)
-    ]
-    return sorted(found)
+    """PII that must not be taught to a model (the shared detector: precision first)."""
+    return pii.kinds(text)
 
 
 @lru_cache(maxsize=1)

@@ -8,8 +8,8 @@ import pytest
 from ingest_helpers import client_for, completion, published
 
 from llmloop.events import parse_event
+from llmloop.pii import luhn_ok, redact_text
 from llmloop_ingest.app import create_app
-from llmloop_ingest.redact import luhn_ok, redact_text
 from llmloop_ingest.settings import IngestSettings
 
 
