@@ -163,6 +163,45 @@ async def test_publish_then_consume_keeps_key_value_headers_and_order_per_key(
         assert seen == sorted(set(seen)), f"partition {partition} offsets out of order: {seen}"
 
 
+async def test_records_larger_than_a_batch_keep_their_order(backend: Backend) -> None:
+    """A 1 MB prompt is bigger than a producer batch (256 KB): it still lands, in order."""
+    topic, group = unique("big"), unique("group")
+    key = b"one-completion"
+    records = [Record(key, b"small-1"), Record(key, b"x" * 1_000_000), Record(key, b"small-2")]
+    records += [Record(key, f"tail-{i}".encode() * 10_000) for i in range(40)]  # > one batch
+    async with started(backend.bus(topic)) as bus:
+        await bus.publish(topic, records)
+        async with started(bus.consumer([topic], group)) as consumer:
+            got = await collect(consumer, len(records))
+    assert [m.value for m in got] == [r.value for r in records]
+    assert len({m.partition for m in got}) == 1
+
+
+@pytest.mark.kafka
+async def test_kafka_batches_go_where_the_clients_own_partitioner_sends_them(
+    kafka_url: str,
+) -> None:
+    """Completions and their feedback must share a partition, whoever produced them."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = unique("keys")
+    keys = [uuid.uuid4().bytes for _ in range(30)]
+    bus = KafkaBus(kafka_url + "&partitions=3", create_topics=[topic])
+    async with started(bus):
+        await bus.publish(topic, [Record(k, b"via-bus") for k in keys])
+        producer = AIOKafkaProducer(bootstrap_servers=bus.options.bootstrap)
+        await producer.start()
+        try:
+            direct = [await (await producer.send(topic, b"direct", key=k)) for k in keys]
+        finally:
+            await producer.stop()
+        async with started(bus.consumer([topic], unique("group"))) as consumer:
+            got = await collect(consumer, 2 * len(keys))
+    via_bus = {m.key: m.partition for m in got if m.value == b"via-bus"}
+    assert via_bus == {k: meta.partition for k, meta in zip(keys, direct, strict=True)}
+    assert len(set(via_bus.values())) == 3
+
+
 async def test_group_resumes_from_its_last_commit(backend: Backend) -> None:
     topic, group = unique("resume"), unique("group")
     committed = [Record(f"k{i % 3}".encode(), f"committed-{i}".encode()) for i in range(6)]
