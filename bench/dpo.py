@@ -191,7 +191,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="/tmp/llmloop-bench-dpo")
+    parser.add_argument("--out", default="bench/results/dpo", help="run output (git-ignored)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     args = parser.parse_args()
     import torch
