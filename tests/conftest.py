@@ -6,11 +6,12 @@ never skip. Sub-directories add their own fixtures in their own conftests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
-from llmloop.testing.tansu import TansuBroker
+from llmloop.testing.tansu import TansuBroker, free_port
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,44 @@ def kafka_url(tansu: TansuBroker) -> str:
     if not tansu.running:  # a test stopped it: later tests still get a broker
         tansu.start()
     return tansu.url()
+
+
+@pytest.fixture
+def broker() -> Iterator[TansuBroker]:
+    """A broker of its own, for tests that run llmloop's services (fixed topic and group
+    names) or stop the broker."""
+    with TansuBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def s3_storage() -> Iterator[dict[str, str]]:
+    """A local S3 server (moto) with a ``tansu`` bucket; yields the environment that points
+    Tansu's ``s3://tansu/`` storage at it, so a broker's data survives its restart."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
+        Bucket="tansu"
+    )
+    yield {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+    }
+    server.stop()
+
+
+@pytest.fixture
+def s3_broker(s3_storage: dict[str, str]) -> Iterator[TansuBroker]:
+    """A broker of its own on S3 storage: what it acknowledged survives its restart."""
+    with TansuBroker(storage="s3://tansu/", env=s3_storage) as broker:
+        yield broker

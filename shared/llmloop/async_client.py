@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from llmloop.delivery import Answer, Verdict, backoff, batch_body, judge
+from llmloop.redaction import redact_url
 from llmloop.sdk_base import ClientBase
 
 log = logging.getLogger("llmloop.sdk")
@@ -108,7 +109,7 @@ class AsyncClient(ClientBase):
         try:
             r = await self._http.post(f"{self.endpoint}/v1/events", content=batch_body(events))
         except httpx.HTTPError as exc:
-            log.debug("llmloop: %s unreachable: %s", self.endpoint, exc)
+            log.debug("llmloop: %s unreachable: %s", redact_url(self.endpoint), exc)
             return Answer(Verdict.RETRY)
         return judge(r.status_code, r.headers, r.content, len(events))
 

@@ -66,6 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from llmloop.redaction import redact_url
     from llmloop.store.migrate import migrate
 
     settings = settings_from(args)
@@ -80,10 +81,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"applied      {label}")
     for label in report.rolled_back:
         print(f"rolled back  {label}")
+    where = redact_url(settings.store_url)
     if report.changed:
-        print(f"{settings.store_url}: schema is now at version {report.current}")
+        print(f"{where}: schema is now at version {report.current}")
     else:
-        print(f"{settings.store_url}: nothing to do, schema is at version {report.current}")
+        print(f"{where}: nothing to do, schema is at version {report.current}")
     return 0
 
 

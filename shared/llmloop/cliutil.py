@@ -68,8 +68,9 @@ def add_log_option(p: argparse.ArgumentParser) -> None:
 
 def open_store_for_cli(settings: Settings) -> Store:
     """Open the store, or explain in one line why it cannot be opened now."""
+    from llmloop.redaction import redact_url
     from llmloop.runtime_file import RuntimeInfo
-    from llmloop.store import StoreLocked, open_store
+    from llmloop.store import StoreError, StoreLocked, open_store
 
     try:
         return open_store(settings.store_url)
@@ -77,7 +78,9 @@ def open_store_for_cli(settings: Settings) -> Store:
         running = RuntimeInfo.running(settings.data_dir)
         if running is not None:
             raise CliError(
-                f"llmloop up (pid {running.pid}) has the store at {settings.store_url} open; "
-                "stop it first"
+                f"llmloop up (pid {running.pid}) has the store at "
+                f"{redact_url(settings.store_url)} open; stop it first"
             ) from exc
+        raise CliError(str(exc)) from exc
+    except StoreError as exc:  # a server that is down, refuses the login...
         raise CliError(str(exc)) from exc

@@ -50,7 +50,10 @@ PROJECT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 def _utc(value: datetime) -> datetime:
     """Naive timestamps are taken as UTC; aware ones are converted to UTC."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from None
     if value < EARLIEST_TIMESTAMP:
         raise ValueError(f"timestamp {value.isoformat()} is before {EARLIEST_TIMESTAMP.year}")
     if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
@@ -65,15 +68,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _json_size(value: dict[str, Any]) -> dict[str, Any]:
-    def depth(node: Any, level: int = 1) -> int:
-        if isinstance(node, dict):
-            return max((depth(v, level + 1) for v in node.values()), default=level)
-        if isinstance(node, list):
-            return max((depth(v, level + 1) for v in node), default=level)
-        return level
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` is more than ``limit`` levels deep ({"a": 1} is 2 levels).
 
-    if depth(value) > MAX_METADATA_DEPTH:
+    Breadth first, stopping at the limit: JSON parsers accept ~1,000 levels, and
+    the recursive walk this replaces hit Python's recursion limit (a 500 in ingest).
+    """
+    level, nodes = 1, [value]
+    while nodes:
+        children = [
+            child
+            for node in nodes
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if children:  # a scalar inside a container is a level too, as it always was
+            level += 1
+            if level > limit:
+                return True
+        nodes = children
+    return False
+
+
+def _json_size(value: dict[str, Any]) -> dict[str, Any]:
+    if _deeper_than(value, MAX_METADATA_DEPTH):
         raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
     size = len(orjson.dumps(value))
     if size > MAX_METADATA_BYTES:

@@ -29,6 +29,7 @@ import httpx
 
 from llmloop.async_client import AsyncClient
 from llmloop.delivery import Answer, Verdict, backoff, batch_body, judge
+from llmloop.redaction import redact_url
 from llmloop.sdk_base import DEFAULT_ENDPOINT, ClientBase, default_spool_dir, local_key
 
 __all__ = ["DEFAULT_ENDPOINT", "AsyncClient", "Client", "default_spool_dir", "local_key"]
@@ -133,7 +134,7 @@ class Client(ClientBase):
         try:
             r = self._http.post(f"{self.endpoint}/v1/events", content=batch_body(events))
         except httpx.HTTPError as exc:
-            log.debug("llmloop: %s unreachable: %s", self.endpoint, exc)
+            log.debug("llmloop: %s unreachable: %s", redact_url(self.endpoint), exc)
             return Answer(Verdict.RETRY)
         return judge(r.status_code, r.headers, r.content, len(events))
 

@@ -175,13 +175,6 @@ def test_a_second_up_on_the_same_data_dir_is_refused_clearly(data_dir: Path):
         up.stop()
 
 
-@pytest.fixture
-def broker():
-    """A broker of its own: llmloop's topic and group names are fixed."""
-    with TansuBroker() as broker:
-        yield broker
-
-
 def test_up_on_a_kafka_broker(data_dir: Path, broker: TansuBroker):
     up = Up(data_dir, "--broker", broker.url(partitions=2))
     try:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import logging
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ import pytest
 from llmloop import Client
 from llmloop.store import Store
 from llmloop.testing.server import ServedApp
-from llmloop.testing.tansu import TansuBroker, free_port
+from llmloop.testing.tansu import TansuBroker
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import KeyStore
 from llmloop_ingest.settings import IngestSettings
@@ -47,32 +45,6 @@ for i in range(int(sys.argv[4])):
     print(client.log_completion(model="child", prompt="p", completion=str(i)), flush=True)
 client.close(timeout_s=3)
 """
-
-
-@pytest.fixture
-def s3_broker() -> Iterator[TansuBroker]:
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
-        Bucket="tansu"
-    )
-    env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT": endpoint,
-        "AWS_ALLOW_HTTP": "true",
-    }
-    with TansuBroker(storage="s3://tansu/", env=env) as broker:
-        yield broker
-    server.stop()
 
 
 class Acknowledged:

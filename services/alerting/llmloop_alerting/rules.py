@@ -49,6 +49,7 @@ from pydantic import (
 )
 
 from llmloop.events import MetricComputed
+from llmloop.redaction import redact_url
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*"
@@ -120,7 +121,10 @@ class Receiver(BaseModel):
         if self.type == "pagerduty" and not self.url:
             object.__setattr__(self, "url", "https://events.pagerduty.com/v2/enqueue")
         if self.url and not re.match(r"^https?://", self.url):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+            # Not echoed whole: a webhook URL's path or query is often its credential.
+            raise ValueError(
+                f"url {redact_url(self.url, keep_path=False)!r} must start with http:// or https://"
+            )
         return self
 
     @property

@@ -21,6 +21,7 @@ from llmloop import topics
 from llmloop.bus import BusUnavailable, EventBus, Message, Record, consume, open_bus
 from llmloop.events import AlertStateChanged, MetricComputed, encode_event, parse_event
 from llmloop.lifecycle import stop_on_signals
+from llmloop.redaction import redact_url
 from llmloop_alerting.journal import Journal, Notification
 from llmloop_alerting.rules import RulesError, RuleSet, default_rules_path, load_rules
 from llmloop_alerting.settings import AlertingSettings
@@ -320,6 +321,7 @@ def _alert_event(action: Action, threshold: float, severity: str) -> AlertStateC
 async def serve(settings: AlertingSettings) -> None:
     """Run alerting on its own (distributed runtime) until SIGINT / SIGTERM."""
     bus = open_bus(settings.bus_url)
+    log.info("alerting: bus %s, state %s", redact_url(settings.bus_url), settings.state_path)
     async with stop_on_signals() as stop:
         await bus.start()
         try:

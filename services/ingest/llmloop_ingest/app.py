@@ -18,6 +18,7 @@ from starlette.routing import Route
 from llmloop import __version__
 from llmloop.bus import EventBus, open_bus
 from llmloop.events import IngestEvent
+from llmloop.redaction import redact_url
 from llmloop.settings import Settings
 from llmloop_ingest.auth import Authenticator, authenticator_from
 from llmloop_ingest.bodies import problem
@@ -53,7 +54,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info(
-            "ingest: auth %s, PII redaction for %s, publish timeout %.1f s",
+            "ingest: bus %s, auth %s, PII redaction for %s, publish timeout %.1f s",
+            redact_url(bus.url if bus is not None else config.bus_url),
             _describe_auth(config, authenticator),
             config.redact_pii or "no project",
             config.publish_timeout_s,

@@ -6,14 +6,19 @@ and four thread hops per request cost more than the request's own work.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from llmloop.bus import EventBus
+from llmloop_ingest.auth import presented_key
+from llmloop_ingest.keys import hash_key
 from llmloop_ingest.metrics import IngestMetrics
 from llmloop_ingest.publisher import Publisher
 from llmloop_ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
 
 
 async def get_bus(request: Request) -> EventBus:
@@ -40,6 +45,11 @@ async def get_project(request: Request) -> str:
     project = await request.app.state.authenticator.project_for(request)
     if project is None:
         request.app.state.metrics.rejected.labels("unauthorized").inc()
+        if log.isEnabledFor(logging.DEBUG):
+            client = request.client.host if request.client else "?"
+            log.debug(
+                "401 for %s %s from %s: %s", request.method, request.url.path, client, _why(request)
+            )
         raise HTTPException(
             status_code=401,
             detail="missing or invalid API key: send 'Authorization: Bearer <key>' "
@@ -47,6 +57,17 @@ async def get_project(request: Request) -> str:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return str(project)
+
+
+def _why(request: Request) -> str:
+    """Why a request is not authenticated, naming a key only by its id (``keys list``)."""
+    key = presented_key(request)
+    if key is None:
+        scheme = request.headers.get("authorization", "").partition(" ")[0]
+        return f"no bearer key (Authorization scheme {scheme!r})" if scheme else "no API key"
+    if len(key) > 200:
+        return f"a key of {len(key)} characters (too long to be one)"
+    return f"key id {hash_key(key)[:12]} is unknown or revoked"
 
 
 BusDep = Annotated[EventBus, Depends(get_bus)]

@@ -34,6 +34,9 @@ _NAMESPACE = uuid.UUID("6f1d2c4e-3b7a-5e9f-8a61-0c2d4e6f8a10")
 _ROLES = {"system", "user", "assistant", "tool", "developer"}
 _ROLE_ALIASES = {"model": "assistant", "ai": "assistant", "human": "user", "function": "tool"}
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+# Message content is a string, a list of parts or a part: a few levels. Deeper
+# nesting is not a chat message, and following it overflowed the stack (a 500).
+_MAX_CONTENT_DEPTH = 32
 
 
 class OtlpError(ValueError):
@@ -66,15 +69,24 @@ def _hex_ids_to_base64(data: Any) -> None:
     """OTLP/JSON writes ids as hex; protobuf's JSON mapping expects base64 for bytes."""
     if not isinstance(data, dict):
         raise TypeError("expected a JSON object")
-    for resource_spans in data.get("resourceSpans") or []:
-        for scope_spans in (resource_spans or {}).get("scopeSpans") or []:
-            for span in (scope_spans or {}).get("spans") or []:
-                items = [span, *((span or {}).get("links") or [])]
-                for item in items:
+    for resource_spans in _objects(data, "resourceSpans"):
+        for scope_spans in _objects(resource_spans, "scopeSpans"):
+            for span in _objects(scope_spans, "spans"):
+                for item in [span, *_objects(span, "links")]:
                     for name in _ID_FIELDS:
-                        value = item.get(name) if isinstance(item, dict) else None
+                        value = item.get(name)
                         if isinstance(value, str) and value:
                             item[name] = base64.b64encode(bytes.fromhex(value)).decode()
+
+
+def _objects(node: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The JSON objects in the list ``node[name]``.
+
+    Anything of another type is skipped here and left for ``ParseDict`` to name
+    in a 400 (``{"resourceSpans": "x"}`` used to raise AttributeError: a 500).
+    """
+    value = node.get(name)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _value(v: AnyValue) -> Any:
@@ -101,17 +113,19 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _text(content: Any) -> str:
+def _text(content: Any, depth: int = 0) -> str:
     """Text of a message's content: a string, a list of parts, or a dict with content/text."""
+    if depth > _MAX_CONTENT_DEPTH:
+        return ""
     content = _json(content)
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(t for part in content if (t := _text(part)))
+        return "\n".join(t for part in content if (t := _text(part, depth + 1)))
     if isinstance(content, dict):
         for name in ("content", "text", "parts", "message"):
             if name in content:
-                return _text(content[name])
+                return _text(content[name], depth + 1)
     return "" if content is None else str(content)
 
 
@@ -176,7 +190,7 @@ def _conversation(span: Span, attrs: dict[str, Any]) -> tuple[list[dict[str, str
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a double attribute = inf
         return None
 
 

@@ -12,7 +12,15 @@ from pydantic import ValidationError
 
 from llmloop import topics
 from llmloop.bus import BusError, EventBus, Record
-from llmloop.events import IngestEvent, encode_event, error_field, ingest_adapter
+from llmloop.events import (
+    MAX_LABELS,
+    MAX_MESSAGES,
+    IngestEvent,
+    encode_event,
+    error_field,
+    ingest_adapter,
+)
+from llmloop.redaction import redact_url
 from llmloop_ingest.metrics import IngestMetrics
 from llmloop_ingest.redact import redact_event
 from llmloop_ingest.settings import IngestSettings
@@ -20,6 +28,15 @@ from llmloop_ingest.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 REDACTED_KEY = "llmloop_redacted"  # metadata entry: what redaction replaced, by kind
+
+# Pydantic reports each unknown key and each bad label on its own: one 5 MB event
+# of 400k unknown keys made 400k errors and ~600 MB of Python objects
+# (tests/faults/test_bad_input.py). Objects far wider than any valid event are
+# refused before validation with one error, and an event reports at most
+# MAX_ERRORS_PER_EVENT errors.
+MAX_EVENT_FIELDS = 64  # a v1 event has about 20
+MAX_MESSAGE_FIELDS = 8  # a chat message has role, content and name
+MAX_ERRORS_PER_EVENT = 20
 
 
 class NotAcknowledged(Exception):
@@ -37,6 +54,25 @@ class Checked:
     @property
     def rejected(self) -> int:
         return len({e["index"] for e in self.errors})
+
+
+def _too_wide(raw: dict[str, Any]) -> tuple[str, str] | None:
+    """The field and what is wrong when ``raw`` holds objects far wider than any valid event."""
+    if len(raw) > MAX_EVENT_FIELDS:
+        return "(event)", f"{len(raw)} fields; no event has more than {MAX_EVENT_FIELDS}"
+    attributes = raw.get("attributes")
+    if isinstance(attributes, dict) and len(attributes) > MAX_LABELS:
+        return "attributes", f"{len(attributes)} labels; the limit is {MAX_LABELS}"
+    prompt = raw.get("prompt")
+    # Longer lists stop at pydantic's length check, before their items are looked at.
+    if isinstance(prompt, list) and len(prompt) <= MAX_MESSAGES:
+        for i, message in enumerate(prompt):
+            if isinstance(message, dict) and len(message) > MAX_MESSAGE_FIELDS:
+                return (
+                    f"prompt.{i}",
+                    f"{len(message)} fields; a chat message has role, content and name",
+                )
+    return None
 
 
 def _error(index: int, event_id: Any, field_name: str, message: str) -> dict[str, Any]:
@@ -75,6 +111,10 @@ class Publisher:
                     )
                 )
                 continue
+            too_wide = _too_wide(raw)
+            if too_wide is not None:
+                out.errors.append(_error(index, raw.get("event_id"), *too_wide))
+                continue
             if redacting:
                 counts: Counter[str] = Counter()
                 raw = redact_event(raw, counts)
@@ -87,10 +127,16 @@ class Publisher:
                 # The project comes from the key; whatever the body says is overwritten.
                 event = ingest_adapter.validate_python({**raw, "project_id": project})
             except ValidationError as exc:
+                errors = exc.errors(include_url=False, include_input=False)
                 out.errors.extend(
                     _error(index, raw.get("event_id"), error_field(e), e["msg"])
-                    for e in exc.errors(include_url=False)
+                    for e in errors[:MAX_ERRORS_PER_EVENT]
                 )
+                if len(errors) > MAX_ERRORS_PER_EVENT:
+                    more = len(errors) - MAX_ERRORS_PER_EVENT
+                    out.errors.append(
+                        _error(index, raw.get("event_id"), "(event)", f"{more} more errors")
+                    )
                 continue
             out.events.append(event)
         if out.errors:
@@ -115,7 +161,7 @@ class Publisher:
                 "bus did not acknowledge %d events: %s",
                 len(events),
                 str(exc) or f"no answer in {self.settings.publish_timeout_s:g} s",
-                extra={"events": len(events), "bus": self.bus.url},
+                extra={"events": len(events), "bus": redact_url(self.bus.url)},
             )
             raise NotAcknowledged(str(exc) or "timed out") from exc
         types = Counter(e.type for e in events)

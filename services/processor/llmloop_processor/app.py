@@ -6,7 +6,9 @@ embedded runtime runs through ``consume()``: the sink (``service.Processor``)
 and the enricher (``enrichment.EnrichmentService``). The statistics timer runs
 as an app task. Faust acknowledges an event once both agents are done with it
 and commits only acknowledged offsets, so a worker killed mid-batch redelivers
-the batch and the writers' dedup by ``event_id`` keeps every count exact.
+the batch and the writers' dedup by ``event_id`` keeps every count exact. A
+handler that fails (the store is down) is retried on the same batch until it
+succeeds, as ``consume()`` does: the agent pauses, its offsets stay put.
 
 Configuration is read when the worker starts, never at import: ``LLMLOOP_BUS_URL``
 (``kafka://HOST:PORT``), ``LLMLOOP_STORE_URL`` (this process owns the store; one
@@ -16,6 +18,7 @@ process per chDB path), ``LLMLOOP_PROCESSOR_*`` (see ``settings.py``).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +27,7 @@ from urllib.parse import urlsplit
 import faust
 
 from llmloop import topics
-from llmloop.bus import EventBus, Message, open_bus
+from llmloop.bus import EventBus, Message, open_bus, retry_until_done
 from llmloop.store import Store, open_store
 from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
 from llmloop_processor.runtime import build_enricher
@@ -45,7 +48,10 @@ def faust_broker(bus_url: str) -> str:
             f"the faust worker needs LLMLOOP_BUS_URL=kafka://HOST:PORT, not {bus_url!r}; "
             "the embedded runtime (llmloop up) runs the same handlers without faust"
         )
-    return ";".join(f"kafka://{host}" for host in parts.netloc.split(","))
+    from llmloop.bus.kafka import KafkaOptions
+
+    hosts = KafkaOptions.from_url(bus_url).bootstrap  # refuses credentials, as the bus does
+    return ";".join(f"kafka://{host}" for host in hosts.split(","))
 
 
 @app.on_configured.connect
@@ -61,7 +67,9 @@ def _configure(sender: Any, settings: Any, **_: Any) -> None:
     settings.topic_partitions = s.processor_faust_partitions
     settings.web_enabled = False
     settings.store = "memory://"
-    settings.datadir = str(s.data_dir / "faust")
+    datadir = s.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
+    settings.datadir = str(datadir)
 
 
 class _Runtime:
@@ -77,6 +85,9 @@ class _Runtime:
             if not self.ready:
                 s = ProcessorSettings()
                 self.store: Store = open_store(s.store_url)
+                # Closed when the interpreter exits, after faust stopped the agents and
+                # their writer threads finished: chDB crashes at exit if left open.
+                atexit.register(self.store.close)
                 self.bus: EventBus = open_bus(s.bus_url)
                 await self.bus.start()
                 self.sink = Processor(self.bus, self.store)
@@ -90,11 +101,10 @@ class _Runtime:
         return self
 
     async def close(self) -> None:
+        """Stop the handlers and close the bus; the store closes at exit (``open``)."""
+        self.stop.set()
         if self.ready:
-            self.stop.set()
             await self.bus.close()
-            self.store.close()
-            self.ready = False
 
 
 runtime = _Runtime()
@@ -126,7 +136,8 @@ async def sink(stream: Any) -> None:
     rt = await runtime.open()
     s = rt.settings
     async for batch in _batches(stream, s.writer_batch_size, s.writer_max_wait_s):
-        await rt.sink.handle(batch)
+        if not await retry_until_done(rt.sink.handle, batch, rt.stop):
+            return
 
 
 @app.agent(app.topic(topics.EVENTS, **_raw), name="llmloop-processor-enrich")
@@ -134,7 +145,8 @@ async def enrich(stream: Any) -> None:
     """Completions into completion_enrichments (features, embeddings), each once."""
     rt = await runtime.open()
     async for batch in _batches(stream, rt.enricher.batch_size, rt.enricher.max_wait_s):
-        await rt.enricher.handle(batch)
+        if not await retry_until_done(rt.enricher.handle, batch, rt.stop):
+            return
 
 
 @app.task
@@ -145,5 +157,5 @@ async def statistics() -> None:
 
 
 @app.on_before_shutdown.connect
-def _shutdown(sender: Any, **_: Any) -> None:
-    runtime.stop.set()
+async def _shutdown(sender: Any, **_: Any) -> None:
+    await runtime.close()

@@ -32,12 +32,41 @@ def cmd_processor(args: argparse.Namespace) -> int:
     from llmloop_processor.settings import ProcessorSettings
 
     settings = settings_from(args, ProcessorSettings)
+    if args.faust:
+        _exec_faust_worker(settings)
     setup_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except StoreError as exc:
         raise CliError(str(exc)) from exc
     return 0
+
+
+def _exec_faust_worker(settings: Any) -> None:
+    """Replace this process with ``faust -A llmloop_processor.app worker``, configured
+    by the same settings (the app reads them from the environment when it starts)."""
+    import os
+
+    from llmloop.bus.kafka import KafkaOptions
+    from llmloop.redaction import redact_url
+
+    if not settings.bus_url.startswith("kafka://"):
+        raise CliError(
+            f"--faust needs a Kafka broker (--broker kafka://HOST:PORT), "
+            f"not {redact_url(settings.bus_url)!r}"
+        )
+    try:
+        KafkaOptions.from_url(settings.bus_url)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    os.environ.update(
+        LLMLOOP_BUS_URL=settings.bus_url,
+        LLMLOOP_STORE_URL=settings.store_url,
+        LLMLOOP_DATA_DIR=str(settings.data_dir),
+        LLMLOOP_LOG_LEVEL=settings.log_level,
+    )
+    argv = [sys.executable, "-m", "faust", "-A", "llmloop_processor.app", "worker"]
+    os.execv(sys.executable, [*argv, "--loglevel", settings.log_level.lower()])
 
 
 def _when(text: str) -> datetime:
@@ -178,7 +207,13 @@ def add_commands(sub: Any) -> None:
         description="Consume every topic from --broker and write --store, each event once; "
         "enrich completions and compute drift, bias and feedback statistics on a timer. "
         "The only writer of ClickHouse. On Kafka, `faust -A llmloop_processor.app worker` "
-        "runs the same handlers as a faust app.",
+        "runs the same handlers as a faust app (also: `llmloop processor --faust`).",
+    )
+    p.add_argument(
+        "--faust",
+        action="store_true",
+        help="run as a faust-streaming worker (Kafka only): partitions are shared between "
+        "workers of one app id (LLMLOOP_PROCESSOR_FAUST_APP_ID)",
     )
     add_store_options(p)
     add_broker_option(p)

@@ -198,7 +198,8 @@ def feedback_metrics(store: Store, start: datetime, end: datetime) -> list[Metri
     dt = windows.DT
     rows = store.query(
         "SELECT c.project_id, c.model, c.prompt_version, f.kind, f.value, f.scale_min, f.scale_max "
-        "FROM feedback AS f INNER JOIN completions AS c ON c.event_id = f.completion_id "
+        "FROM feedback AS f INNER JOIN completions AS c "
+        "ON c.event_id = f.completion_id AND c.project_id = f.project_id "
         f"WHERE f.ts >= {{start:{dt}}} AND f.ts < {{end:{dt}}}",
         {"start": start, "end": end},
     ).rows

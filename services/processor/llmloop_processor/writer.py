@@ -40,18 +40,20 @@ class StoreWriter:
         self.store = store
 
     def write(self, events: Sequence[AnyEvent]) -> WriteResult:
-        by_type: dict[str, dict[Any, AnyEvent]] = defaultdict(dict)
+        # Keyed by (project, event id): an id another project reused is not a duplicate.
+        by_type: dict[str, dict[tuple[Any, Any], AnyEvent]] = defaultdict(dict)
         result = WriteResult()
         for event in events:
             same_type = by_type[event.type]
-            if event.event_id in same_type:
+            key = (event.project_id or "", event.event_id)
+            if key in same_type:
                 result.duplicates += 1
             else:
-                same_type[event.event_id] = event
+                same_type[key] = event
         for event_type, unique in by_type.items():
             spec = SPECS[event_type]
             stored = self._stored_ids(spec, list(unique.values()))
-            new = [e for event_id, e in unique.items() if event_id not in stored]
+            new = [e for key, e in unique.items() if key not in stored]
             result.duplicates += len(unique) - len(new)
             if not new:
                 continue
@@ -64,10 +66,10 @@ class StoreWriter:
                     )
         return result
 
-    def _stored_ids(self, spec: TableSpec, events: list[AnyEvent]) -> set[Any]:
+    def _stored_ids(self, spec: TableSpec, events: list[AnyEvent]) -> set[tuple[Any, Any]]:
         times = [getattr(e, spec.time_attribute) for e in events]
         found = self.store.query(
-            f"SELECT event_id FROM {spec.table} WHERE {spec.time_column} "
+            f"SELECT project_id, event_id FROM {spec.table} WHERE {spec.time_column} "
             "BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
             "AND event_id IN {ids:Array(UUID)}",
             {
@@ -76,4 +78,4 @@ class StoreWriter:
                 "ids": [e.event_id for e in events],
             },
         )
-        return {row[0] for row in found.rows}
+        return {(row[0], row[1]) for row in found.rows}

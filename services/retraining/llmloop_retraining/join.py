@@ -109,7 +109,9 @@ class PairJoin:
                 if not isinstance(event, CompletionLogged | FeedbackGiven):
                     continue
                 eid = str(event.event_id)
-                if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (eid,)).rowcount == 0:
+                # Per project: another project reusing an id must not hide this event.
+                seen = f"{event.project_id or ''}/{eid}"
+                if self.db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (seen,)).rowcount == 0:
                     result.skipped += 1
                     continue
                 if isinstance(event, CompletionLogged):
@@ -168,10 +170,12 @@ class PairJoin:
             ),
         )
 
-    def completion(self, completion_id: str) -> P.Completion | None:
+    def completion(self, completion_id: str, project_id: str | None) -> P.Completion | None:
+        """The completion, if ``project_id`` logged it: feedback never reaches across projects."""
         row = self.db.execute(
-            "SELECT id, project_id, model, prompt, completion, ts FROM completions WHERE id = ?",
-            (completion_id,),
+            "SELECT id, project_id, model, prompt, completion, ts FROM completions "
+            "WHERE id = ? AND project_id = ?",
+            (completion_id, project_id or ""),
         ).fetchone()
         if row is None:
             return None
@@ -193,17 +197,17 @@ class PairJoin:
         )
 
     def _feedback(self, event: FeedbackGiven, out: list[P.Pair], drops: Counter[str]) -> None:
-        eid, at = str(event.event_id), event.timestamp
+        eid, at, project = str(event.event_id), event.timestamp, event.project_id
         if isinstance(event, PreferenceFeedback):
-            chosen = self.completion(str(event.chosen_id))
-            rejected = self.completion(str(event.rejected_id))
+            chosen = self.completion(str(event.chosen_id), project)
+            rejected = self.completion(str(event.rejected_id), project)
             if chosen is None or rejected is None:
                 missing = event.chosen_id if chosen is None else event.rejected_id
                 self._park(event, str(missing))
                 return
             self._collect(P.from_preference(chosen, rejected, eid, at), out, drops, chosen.model)
         elif isinstance(event, CorrectionFeedback):
-            original = self.completion(str(event.completion_id))
+            original = self.completion(str(event.completion_id), project)
             if original is None:
                 self._park(event, str(event.completion_id))
                 return
@@ -211,7 +215,7 @@ class PairJoin:
                 P.from_correction(original, event.correction, eid, at), out, drops, original.model
             )
         elif isinstance(event, ThumbsFeedback):
-            rated = self.completion(str(event.completion_id))
+            rated = self.completion(str(event.completion_id), project)
             if rated is None:
                 self._park(event, str(event.completion_id))
                 return
@@ -239,7 +243,7 @@ class PairJoin:
         )
         partners = self._partners(rated, -event.value, vector)
         for other_id, other_event in partners[: self.max_partners]:
-            other = self.completion(other_id)
+            other = self.completion(other_id, rated.project_id)
             if other is None:
                 continue
             up, down = (rated, other) if event.value == 1 else (other, rated)

@@ -12,7 +12,9 @@ from llmloop.bus.base import (
     Message,
     Record,
     consume,
+    retry_until_done,
 )
+from llmloop.redaction import redact_url
 
 __all__ = [
     "BusError",
@@ -23,6 +25,7 @@ __all__ = [
     "Record",
     "consume",
     "open_bus",
+    "retry_until_done",
 ]
 
 
@@ -31,10 +34,11 @@ def open_bus(url: str) -> EventBus:
 
     Not started: call ``await bus.start()``. Kafka is imported only when asked for.
     """
+    shown = redact_url(url)  # errors name the URL, never its password
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(
-            f"bus URL {url!r} has no scheme; use memory://, sqlite:///PATH or kafka://HOST:PORT"
+            f"bus URL {shown!r} has no scheme; use memory://, sqlite:///PATH or kafka://HOST:PORT"
         )
     if scheme == "memory":
         from llmloop.bus.memory import memory_bus
@@ -43,7 +47,7 @@ def open_bus(url: str) -> EventBus:
     if scheme == "sqlite":
         if not rest.startswith("/") or len(rest) < 2:
             raise ValueError(
-                f"bus URL {url!r}: expected sqlite:///relative/path or sqlite:////abs/path"
+                f"bus URL {shown!r}: expected sqlite:///relative/path or sqlite:////abs/path"
             )
         from llmloop.bus.sqlite import sqlite_bus
 
@@ -52,4 +56,4 @@ def open_bus(url: str) -> EventBus:
         from llmloop.bus.kafka import KafkaBus
 
         return KafkaBus(url)
-    raise ValueError(f"bus URL {url!r}: unknown scheme {scheme!r}; use memory, sqlite or kafka")
+    raise ValueError(f"bus URL {shown!r}: unknown scheme {scheme!r}; use memory, sqlite or kafka")

@@ -108,8 +108,8 @@ async def consume(
 
     A batch closes at ``batch_size`` messages or ``max_wait_s`` after its first
     message. When the handler raises (the store is down, say), the same batch
-    is retried with backoff and nothing is committed: the stream pauses instead
-    of skipping. Unreadable messages are the handler's to dead-letter.
+    is retried with backoff (``retry_until_done``) and nothing is committed.
+    Unreadable messages are the handler's to dead-letter.
     """
     while not stop.is_set():
         batch = await consumer.poll(batch_size, idle_poll_s)
@@ -121,22 +121,35 @@ async def consume(
             if not more:
                 break
             batch.extend(more)
-        backoff = 0.1
-        while True:
-            try:
-                await handler(batch)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "handler failed on a batch of %d; retrying in %.1f s, offsets not committed",
-                    len(batch),
-                    backoff,
-                )
-                try:
-                    await asyncio.wait_for(stop.wait(), backoff)
-                    return  # stopping: the batch stays uncommitted and is redelivered
-                except TimeoutError:
-                    backoff = min(backoff * 2, max_backoff_s)
+        if not await retry_until_done(handler, batch, stop, max_backoff_s=max_backoff_s):
+            return  # stopping: the batch stays uncommitted and is redelivered
         await consumer.commit()
+
+
+async def retry_until_done(
+    handler: Handler, batch: list[Message], stop: asyncio.Event, *, max_backoff_s: float = 30.0
+) -> bool:
+    """Run ``handler`` on ``batch`` until it succeeds; False if ``stop`` was set first.
+
+    A failing handler (the store is down, say) is retried with exponential
+    backoff and the caller commits nothing meanwhile: the stream pauses instead
+    of skipping. ``consume`` and the faust agents share this loop.
+    """
+    backoff = 0.1
+    while True:
+        try:
+            await handler(batch)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "handler failed on a batch of %d; retrying in %.1f s, offsets not committed",
+                len(batch),
+                backoff,
+            )
+            try:
+                await asyncio.wait_for(stop.wait(), backoff)
+                return False
+            except TimeoutError:
+                backoff = min(backoff * 2, max_backoff_s)

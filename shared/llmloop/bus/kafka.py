@@ -31,6 +31,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from llmloop import topics as topic_names
 from llmloop.bus.base import BusError, BusUnavailable, Message, Record
+from llmloop.redaction import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,14 @@ class KafkaOptions:
     def from_url(cls, url: str) -> KafkaOptions:
         parts = urlsplit(url)
         if not parts.netloc:
-            raise ValueError(f"bus URL {url!r}: expected kafka://HOST:PORT[,HOST:PORT]")
+            raise ValueError(f"bus URL {redact_url(url)!r}: expected kafka://HOST:PORT[,HOST:PORT]")
+        if "@" in parts.netloc:
+            # No SASL yet: a user and password would otherwise end up in the bootstrap
+            # address, fail as an unknown host and be echoed in every error that names it.
+            raise ValueError(
+                f"bus URL {redact_url(url)!r}: credentials in a Kafka URL are not supported "
+                "(no SASL); use a listener that needs none, e.g. on a private network"
+            )
         known = {f.name: f.type for f in fields(cls) if f.name != "bootstrap"}
         options: dict[str, Any] = {"bootstrap": parts.netloc}
         for name, raw in parse_qsl(parts.query, strict_parsing=bool(parts.query)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmloop.redaction import redact_url
 from llmloop.store.base import QueryResult, Store, StoreError, StoreLocked
 
 __all__ = ["QueryResult", "Store", "StoreError", "StoreLocked", "open_store"]
@@ -11,11 +12,12 @@ __all__ = ["QueryResult", "Store", "StoreError", "StoreLocked", "open_store"]
 
 def open_store(url: str) -> Store:
     """Open ``chdb:///PATH`` (embedded) or ``clickhouse://HOST:PORT[/DB]`` (server)."""
+    shown = redact_url(url)  # errors name the URL, never its password
     scheme, sep, rest = url.partition("://")
     if scheme == "chdb" and sep:
         if not rest.startswith("/") or len(rest) < 2:
             raise ValueError(
-                f"store URL {url!r}: expected chdb:///relative/path or chdb:////abs/path"
+                f"store URL {shown!r}: expected chdb:///relative/path or chdb:////abs/path"
             )
         from llmloop.store.chdb import ChdbStore
 
@@ -24,4 +26,4 @@ def open_store(url: str) -> Store:
         from llmloop.store.clickhouse import ClickHouseStore
 
         return ClickHouseStore(url)
-    raise ValueError(f"store URL {url!r}: use chdb:///PATH or clickhouse://HOST:PORT[/DB]")
+    raise ValueError(f"store URL {shown!r}: use chdb:///PATH or clickhouse://HOST:PORT[/DB]")

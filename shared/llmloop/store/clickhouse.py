@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow as pa
 
+from llmloop.redaction import redact_url
 from llmloop.store.base import QueryResult, StoreError
 
 
@@ -21,6 +22,8 @@ class ClickHouseStore:
         import clickhouse_connect
 
         parts = urlsplit(url)
+        # Never echo a password: errors and logs name the URL with it masked.
+        self.url = redact_url(url)
         query = parse_qs(parts.query)
         secure = query.get("secure", ["false"])[0].lower() in {"1", "true"}
         try:
@@ -33,11 +36,7 @@ class ClickHouseStore:
                 secure=secure,
             )
         except Exception as exc:
-            raise StoreError(
-                f"ClickHouse at {parts.hostname}:{parts.port} is unreachable: {exc}"
-            ) from exc
-        # Never echo a password: keep the URL without credentials.
-        self.url = url.replace(parts.netloc, parts.netloc.rpartition("@")[2])
+            raise StoreError(f"ClickHouse at {self.url} is unreachable: {exc}") from exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:

@@ -1,0 +1,343 @@
+"""The distributed runtime as a user deploys it, for the fault tests.
+
+Each service is its own OS process started from the CLI (ingest under uvicorn,
+the processor as a faust worker, alerting, retraining) on a Kafka-protocol
+broker; the processor owns the chDB store. ``Loop`` starts them, kills and
+restarts them, and answers the two questions every fault test asks afterwards:
+has every service consumed everything on the bus (committed offsets equal the
+topics' lengths), and what does ClickHouse hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+from llmloop import topics
+from llmloop.testing.tansu import TansuBroker, free_port
+
+LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
+PARTITIONS = 2
+# Consumer groups, per service and the topics each one reads.
+GROUPS = {
+    "processor": (
+        "llmloop-processor",
+        (topics.EVENTS, topics.METRICS, topics.ALERTS, topics.RETRAIN),
+    ),
+    "alerting": ("llmloop-alerting", (topics.METRICS,)),
+    "retraining": ("llmloop-retraining", (topics.EVENTS, topics.ALERTS)),
+}
+# Fast settings for a test: short windows, short group sessions, no 7 s model import
+# unless a test asks for embeddings.
+FAST = {
+    "LLMLOOP_PROCESSOR_FAUST_SESSION_TIMEOUT_S": "2.0",
+    "LLMLOOP_PROCESSOR_FAUST_HEARTBEAT_S": "0.5",
+    "LLMLOOP_PROCESSOR_FAUST_PARTITIONS": str(PARTITIONS),
+    "LLMLOOP_PROCESSOR_STATS_INTERVAL_S": "2",
+    "LLMLOOP_PROCESSOR_STATS_WINDOW_S": "60",
+    "LLMLOOP_PROCESSOR_REFERENCE_SIZE": "100",
+    "LLMLOOP_PROCESSOR_MIN_SAMPLES": "10",
+    "LLMLOOP_PROCESSOR_PROFILES": "false",
+    "LLMLOOP_ALERTING_TICK_S": "0.2",
+    "LLMLOOP_ALERTING_BATCH_WAIT_S": "0.05",
+    "LLMLOOP_ALERTING_BACKOFF_BASE_S": "0.1",
+    "LLMLOOP_ALERTING_BACKOFF_MAX_S": "1",
+    "LLMLOOP_ALERTING_SECRET": "loop-test-secret",
+    "LLMLOOP_RETRAIN_CHECK_INTERVAL_S": "1",
+    "LLMLOOP_WRITER_MAX_WAIT_S": "0.1",
+}
+
+
+def fast_env() -> dict[str, str]:
+    return {**os.environ, **FAST, "LLMLOOP_LOG_LEVEL": "INFO"}
+
+
+@dataclass
+class Service:
+    """One service process; killed as a container is: the whole process group at once."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    lives: int = 0
+    peak_rss_mib: float = 0.0
+    wanted: bool = False  # started and not deliberately stopped or killed
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.lives += 1
+        self.wanted = True
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def sample_rss(self) -> float:
+        """Record the process tree's resident memory (MiB); returns the current value."""
+        if not self.alive():
+            return 0.0
+        assert self.proc is not None
+        try:
+            root = psutil.Process(self.proc.pid)
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        except psutil.Error:
+            return 0.0
+        mib = rss / 2**20
+        self.peak_rss_mib = max(self.peak_rss_mib, mib)
+        return mib
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.sample_rss()
+        self.wanted = False
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait: a clean stop exits 0 (uvicorn re-raises the SIGTERM after its
+        graceful shutdown, so ingest reports it as -15, as a container's 143)."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else 0
+        assert self.proc is not None
+        self.sample_rss()
+        self.wanted = False
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(45)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            return -9
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@dataclass
+class Loop:
+    """ingest, processor (faust), alerting and retraining on one broker, as OS processes."""
+
+    work: Path
+    broker: TansuBroker
+    env: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.bus_url = self.broker.url(partitions=PARTITIONS)
+        self.store_url = f"chdb:///{self.work}/chdb"
+        self.port = free_port()
+        self.ingest_url = f"http://127.0.0.1:{self.port}"
+        base = {
+            **fast_env(),
+            "LLMLOOP_BUS_URL": self.bus_url,
+            "LLMLOOP_STORE_URL": self.store_url,
+            **self.env,
+        }
+        rules = self.work / "rules.yaml"
+        rules.write_text(yaml.safe_dump(self.rules or {"rules": []}))
+        policy = self.work / "policy.yaml"
+        policy.write_text(yaml.safe_dump(self.policy or {}))
+        run = subprocess.run(
+            [LLMLOOP, "migrate", "--store", self.store_url], capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        self.key = subprocess.run(
+            [
+                LLMLOOP,
+                "keys",
+                "create",
+                "--project",
+                "shop",
+                "--data-dir",
+                str(self.work / "ingest"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        argv = {
+            "ingest": ["ingest", "--port", str(self.port), "--data-dir", str(self.work / "ingest")],
+            "processor": ["processor", "--faust", "--data-dir", str(self.work / "processor")],
+            "alerting": [
+                "alerting",
+                "--rules",
+                str(rules),
+                "--data-dir",
+                str(self.work / "alerting"),
+            ],
+            "retraining": [
+                "retraining",
+                "--policy",
+                str(policy),
+                "--data-dir",
+                str(self.work / "retraining"),
+            ],
+        }
+        for name, args in argv.items():
+            self.services[name] = Service(
+                name, [LLMLOOP, *args], dict(base), self.work / f"{name}.log"
+            )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> Loop:
+        for service in self.services.values():
+            service.start()
+        self.wait_ingest()
+        return self
+
+    def wait_ingest(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.ingest_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            ingest = self.services["ingest"]
+            assert ingest.alive(), ingest.tail()
+            assert time.monotonic() < deadline, "ingest did not start\n" + ingest.tail()
+            time.sleep(0.1)
+
+    def restart(self, name: str) -> None:
+        self.services[name].start()
+        if name == "ingest":
+            self.wait_ingest()
+
+    def check_alive(self) -> None:
+        for service in self.services.values():
+            if service.wanted:
+                assert service.alive(), f"{service.name} died:\n{service.tail()}"
+                service.sample_rss()
+
+    def stop(self, *names: str) -> None:
+        for name in names or tuple(self.services):
+            code = self.services[name].stop()
+            assert code in (0, -signal.SIGTERM), (
+                f"{name} exited {code}:\n{self.services[name].tail()}"
+            )
+
+    def close(self) -> None:
+        for service in self.services.values():
+            if service.alive():
+                service.kill()
+
+    # --- the bus --------------------------------------------------------------------------
+
+    async def settle(self, *names: str, timeout: float = 90) -> None:
+        """Wait until each named service committed every message of the topics it reads."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            behind = {}
+            for name in names:
+                group, read = GROUPS[name]
+                for topic in read:
+                    length, done = (
+                        await topic_length(self.broker, topic),
+                        await committed(self.broker, group, topic),
+                    )
+                    if done < length:
+                        behind[f"{name}/{topic}"] = (done, length)
+            if not behind:
+                return
+            assert time.monotonic() < deadline, f"still behind (committed, length): {behind}"
+            await asyncio.sleep(0.5)
+
+    # --- the store --------------------------------------------------------------------------
+
+    def query(self, sql: str) -> list[list[str]]:
+        """Rows as TSV fields; the processor must be stopped (it owns the chDB path)."""
+        run = subprocess.run(
+            [LLMLOOP, "query", sql, "--store", self.store_url, "-f", "TSV"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        return [line.split("\t") for line in run.stdout.splitlines()]
+
+
+async def topic_length(broker: TansuBroker, topic: str) -> int:
+    """How many messages the topic holds, read from the start (Tansu's end offsets are
+    off by a batch, so they are counted rather than looked up)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        partitions = reader.partitions_for_topic(topic) or set()
+        if not partitions:
+            return 0
+        tps = [TopicPartition(topic, p) for p in partitions]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        last: dict[int, int] = {}
+        while True:
+            got = await reader.getmany(timeout_ms=300, max_records=10_000)
+            if not got:
+                break
+            for tp, messages in got.items():
+                last[tp.partition] = messages[-1].offset + 1
+        return sum(last.values())
+    finally:
+        await reader.stop()
+
+
+async def committed(broker: TansuBroker, group: str, topic: str) -> int:
+    """The group's committed offsets on ``topic``, summed over partitions."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await reader.start()  # not subscribed: reads the group's offsets without joining it
+    try:
+        partitions = reader.partitions_for_topic(topic) or set()
+        offsets = [await reader.committed(TopicPartition(topic, p)) for p in partitions]
+    finally:
+        await reader.stop()
+    return sum(o or 0 for o in offsets)
+
+
+async def read_topic(broker: TansuBroker, topic: str) -> list[Any]:
+    """Every message of a topic, from the start."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    await reader.start()
+    out: list[Any] = []
+    try:
+        partitions = reader.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return out
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        while got := await reader.getmany(timeout_ms=300, max_records=10_000):
+            for messages in got.values():
+                out.extend(messages)
+        return out
+    finally:
+        await reader.stop()
