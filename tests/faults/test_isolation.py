@@ -72,8 +72,7 @@ from llmloop.events import (
 )
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.sdk import Client
-from llmloop.store import Store, open_store
-from llmloop.store.migrate import migrate
+from llmloop.store import Store
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import hash_key
 from llmloop_ingest.settings import IngestSettings
@@ -113,16 +112,6 @@ KNOWN_ROUTES = {
 
 
 # --- fixtures and helpers --------------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    """A fresh, migrated chDB store, closed after the test (as tests/integration's
-    ``store``: chDB allows one open data path per process at a time)."""
-    store = open_store(f"chdb:///{tmp_path}/chdb")
-    migrate(store)
-    yield store
-    store.close()
 
 
 @pytest.fixture

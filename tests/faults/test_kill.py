@@ -164,9 +164,9 @@ async def test_sigkill_mid_stream_and_restart(
             await loop.settle("processor", "alerting", "retraining")
             alerts, outcome = await notifications_settled(broker)
             loop.check_alive()
-            loop.stop("ingest", "alerting", "retraining")
+            await loop.stop("ingest", "alerting", "retraining")
             await loop.settle("processor")
-            loop.stop("processor")
+            await loop.stop("processor")
         finally:
             loop.close()
         delivered = {r.json()["llmloop"]["notification_id"] for r in hook.delivered()}

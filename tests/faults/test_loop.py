@@ -91,9 +91,9 @@ async def test_distributed_runtime(tmp_path: Path) -> None:
 
                 version = (await until(registered, "a model version", 300, loop.check_alive))[0]
                 assert version["model"] == scenario.MODEL and version["gate"] is not None
-                loop.stop("ingest", "alerting", "retraining")
+                await loop.stop("ingest", "alerting", "retraining")
                 await loop.settle("processor")
-                loop.stop("processor")
+                await loop.stop("processor")
             finally:
                 loop.close()
     completions = len(ref.completions) + len(cur.completions)

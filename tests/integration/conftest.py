@@ -1,24 +1,13 @@
-"""Fixtures for integration tests: a migrated chDB store, and a bus of each kind."""
+"""Fixtures for integration tests: a bus of each kind (the store is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from llmloop.bus import EventBus, open_bus
-from llmloop.store import Store, open_store
-from llmloop.store.migrate import migrate
 from llmloop.testing.tansu import TansuBroker
-
-
-@pytest.fixture
-def store(tmp_path) -> Iterator[Store]:
-    """A fresh, migrated embedded store (chDB allows one per process at a time)."""
-    store = open_store(f"chdb:///{tmp_path}/chdb")
-    migrate(store)
-    yield store
-    store.close()
 
 
 @pytest.fixture(params=["memory", "kafka"])

@@ -49,14 +49,14 @@ class Received:
 class WebhookReceiver:
     """An aiohttp server on a free loopback port that records every request."""
 
-    def __init__(self, *, delay_s: float = 0.0, hang_s: float = 30.0) -> None:
+    def __init__(self, *, delay_s: float = 0.0, hang_s: float = 30.0, port: int = 0) -> None:
         self.delay_s = delay_s
         self.hang_s = hang_s
         self.requests: list[Received] = []
         self._scripts: dict[str, deque[Step]] = defaultdict(deque)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port  # 0: a free one, chosen when it starts
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -126,7 +126,7 @@ class WebhookReceiver:
         app.router.add_route("POST", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server = site._server
         assert server is not None and server.sockets
