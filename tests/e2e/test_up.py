@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from llmloop import topics
+from llmloop.testing.server import wait_ready
 from llmloop.testing.tansu import TansuBroker
 
 LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
@@ -40,16 +41,7 @@ class Up:
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"llmloop up did not start:\n{self.log.read_text()}")
-            time.sleep(0.1)
+        wait_ready(self.url, self.proc, self.log, path="/healthz", timeout_s=60)
 
     def post(self, events: list[dict]) -> httpx.Response:
         # The API is authenticated; `up` keeps a key for local use in DATA_DIR/local.key.

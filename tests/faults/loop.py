@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import yaml
 
 from llmloop import topics
+from llmloop.testing.server import wait_ready
 from llmloop.testing.tansu import TansuBroker, free_port
 
 LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
@@ -207,18 +207,10 @@ class Loop:
         self.wait_ingest()
         return self
 
-    def wait_ingest(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.ingest_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            ingest = self.services["ingest"]
-            assert ingest.alive(), ingest.tail()
-            assert time.monotonic() < deadline, "ingest did not start\n" + ingest.tail()
-            time.sleep(0.1)
+    def wait_ingest(self) -> None:
+        ingest = self.services["ingest"]
+        assert ingest.proc is not None
+        wait_ready(self.ingest_url, ingest.proc, ingest.log, path="/healthz", timeout_s=60)
 
     def restart(self, name: str) -> None:
         self.services[name].start()

@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 import zlib
 from collections import Counter
@@ -38,6 +37,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from llmloop import topics
 from llmloop.bus import Message, open_bus
+from llmloop.testing.server import completion, wait_ready
 from llmloop.testing.tansu import free_port
 
 pytestmark = [pytest.mark.slow]
@@ -109,15 +109,7 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingest]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_ready(url, proc, log)
         ready = Ingest(proc, url, port, key, bus_url, log)
         ready.started_mib = ready.memory_mib()["VmRSS"]
         yield ready
@@ -132,17 +124,6 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingest]:
 
 
 # ---------------------------------------------------------------- ways to send
-
-
-def completion(**fields: Any) -> dict[str, Any]:
-    return {
-        "type": "completion",
-        "event_id": str(uuid.uuid4()),
-        "model": "m",
-        "prompt": "p",
-        "completion": "c",
-        **fields,
-    }
 
 
 def batch(*events: dict[str, Any]) -> bytes:

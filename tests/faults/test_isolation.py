@@ -73,6 +73,7 @@ from llmloop.events import (
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.sdk import Client
 from llmloop.store import Store
+from llmloop.testing.server import completion
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import hash_key
 from llmloop_ingest.settings import IngestSettings
@@ -154,17 +155,6 @@ def client(app: Any, headers: dict[str, str] | None = None) -> httpx.AsyncClient
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def completion(**extra: Any) -> dict[str, Any]:
-    return {
-        "type": "completion",
-        "event_id": str(uuid.uuid4()),
-        "model": "m",
-        "prompt": "p",
-        "completion": "c",
-        **extra,
-    }
 
 
 def b_events() -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from faults.loop import Loop, read_topic
-from faults.test_kill import REFUSAL, pairs, rules
+from faults.test_kill import NO_JOBS, REFUSAL, pairs, rules
 from llmloop import Client, topics
 from llmloop.testing.tansu import TansuBroker
 from llmloop_alerting.testing import WebhookReceiver
@@ -87,7 +87,7 @@ async def test_poison_on_every_topic_is_dead_lettered_and_the_stream_goes_on(
             broker,
             env={"LLMLOOP_PROCESSOR_EMBED": "false"},
             rules=rules(hook.url("/hook")),
-            policy={"default": {"min_new_pairs": 1_000_000, "max_interval": None}},
+            policy=NO_JOBS,
         )
         try:
             loop.start()

@@ -45,6 +45,7 @@ from llmloop.cli import main
 from llmloop.events import parse_event
 from llmloop.redaction import redact_url
 from llmloop.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature
+from llmloop.testing.server import completion, wait_ready
 from llmloop.testing.tansu import free_port
 from llmloop_alerting.settings import AlertingSettings
 from llmloop_alerting.testing import (
@@ -166,28 +167,6 @@ def run(args: list[str], environment: dict[str, str], timeout: float = 60) -> An
     return subprocess.run(
         [LLMLOOP, *args], env=environment, capture_output=True, text=True, timeout=timeout
     )
-
-
-def wait_ready(url: str, proc: subprocess.Popen[Any], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
-
-
-def completion() -> dict[str, Any]:
-    return {
-        "type": "completion",
-        "event_id": str(uuid.uuid4()),
-        "model": "m",
-        "prompt": "p",
-        "completion": "c",
-    }
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

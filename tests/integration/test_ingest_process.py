@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import orjson
 
+from llmloop.testing.server import wait_ready
 from llmloop.testing.tansu import free_port
 
 LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
@@ -37,15 +37,7 @@ def test_ingest_process_with_a_cli_key_json_logs_and_metrics(tmp_path: Path) -> 
         stderr=log.open("w"),
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_ready(url, proc, log)
         event = {
             "type": "completion",
             "event_id": str(uuid.uuid4()),

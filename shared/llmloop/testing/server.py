@@ -1,4 +1,5 @@
-"""Serve an ASGI app on a free loopback port in a background thread, for tests.
+"""Serve an ASGI app on a free loopback port in a background thread, for tests; wait
+for a service process to be ready; a minimal completion body.
 
 A real HTTP server (uvicorn), so clients exercise real sockets, real
 connection errors when it stops, and real restarts on the same port.
@@ -8,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import threading
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from llmloop.testing.tansu import free_port
@@ -71,3 +76,38 @@ class ServedApp:
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[Any],
+    log: Path,
+    *,
+    path: str = "/readyz",
+    timeout_s: float = 30,
+) -> None:
+    """Wait until a service process started from the CLI answers 200 on ``path``;
+    fail with the tail of its log if it exits or takes longer than ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+            raise AssertionError(f"{url} did not become ready:\n{tail}")
+        time.sleep(0.1)
+
+
+def completion(**fields: Any) -> dict[str, Any]:
+    """A minimal valid completion as an app posts it, with ``fields`` over the defaults."""
+    return {
+        "type": "completion",
+        "event_id": str(uuid.uuid4()),
+        "model": "m",
+        "prompt": "p",
+        "completion": "c",
+        **fields,
+    }

@@ -11,17 +11,6 @@ from llmloop import topics
 from llmloop.bus import EventBus, Message
 
 
-def completion(**extra: Any) -> dict[str, Any]:
-    return {
-        "type": "completion",
-        "event_id": str(uuid.uuid4()),
-        "model": "m",
-        "prompt": "p",
-        "completion": "c",
-        **extra,
-    }
-
-
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from ingest_helpers import client_for, completion, published
+from ingest_helpers import client_for, published
 
 from llmloop.events import parse_event
 from llmloop.pii import luhn_ok, redact_text
+from llmloop.testing.server import completion
 from llmloop_ingest.app import create_app
 from llmloop_ingest.settings import IngestSettings
 

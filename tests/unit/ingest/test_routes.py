@@ -8,10 +8,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ingest_helpers import client_for, completion, published
+from ingest_helpers import client_for, published
 
 from llmloop.bus import open_bus
 from llmloop.events import parse_event
+from llmloop.testing.server import completion
 from llmloop_ingest.app import create_app
 from llmloop_ingest.settings import IngestSettings
 
