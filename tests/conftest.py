@@ -7,6 +7,7 @@ never skip. Sub-directories add their own fixtures in their own conftests.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -49,9 +50,10 @@ def broker() -> Iterator[TansuBroker]:
 
 
 @pytest.fixture
-def s3_storage() -> Iterator[dict[str, str]]:
-    """A local S3 server (moto) with a ``tansu`` bucket; yields the environment that points
-    Tansu's ``s3://tansu/`` storage at it, so a broker's data survives its restart."""
+def s3_broker() -> Iterator[TansuBroker]:
+    """A broker of its own on S3 storage (a local moto server), so what it acknowledged
+    survives its restart. The bucket is new per test: moto keeps one store per process,
+    and a broker must not find the topics and groups of an earlier test there."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -60,22 +62,20 @@ def s3_storage() -> Iterator[dict[str, str]]:
     server = ThreadedMotoServer(port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    bucket = f"tansu-{uuid.uuid4().hex[:12]}"
     creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
-        Bucket="tansu"
+        Bucket=bucket
     )
-    yield {
+    env = {
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT": endpoint,
         "AWS_ALLOW_HTTP": "true",
     }
-    server.stop()
-
-
-@pytest.fixture
-def s3_broker(s3_storage: dict[str, str]) -> Iterator[TansuBroker]:
-    """A broker of its own on S3 storage: what it acknowledged survives its restart."""
-    with TansuBroker(storage="s3://tansu/", env=s3_storage) as broker:
-        yield broker
+    try:
+        with TansuBroker(storage=f"s3://{bucket}/", env=env) as broker:
+            yield broker
+    finally:
+        server.stop()

@@ -104,6 +104,9 @@ async def test_distributed_runtime(tmp_path: Path) -> None:
         [str(len(cur.feedback))] * 2
     ]
     assert loop.query("SELECT count() FROM completion_enrichments") == [[str(completions)]]
+    peaks = {name: round(s.peak_rss_mib) for name, s in loop.services.items()}
+    print(f"\npeak RSS (MiB) with the embedding model and a DPO job: {peaks}")
+    assert peaks["ingest"] < 200 and peaks["processor"] < 1536  # DESIGN.md's budgets
     assert check_store(loop.query) == [
         version["model_version"],
         str(version["gate"]["passed"]).lower(),
