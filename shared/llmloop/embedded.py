@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from typing import Any, Protocol
 
@@ -49,7 +50,7 @@ def local_router(store: Store, token: str) -> APIRouter:
     async def query(
         body: LocalQuery, token_header: str = Header(default="", alias=TOKEN_HEADER)
     ) -> Response:
-        if token_header != token:
+        if not hmac.compare_digest(token_header.encode(), token.encode()):
             raise HTTPException(status_code=401, detail="wrong local token")
         try:
             out = await asyncio.to_thread(store.query_raw, body.sql, body.format, body.params)

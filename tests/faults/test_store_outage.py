@@ -102,7 +102,8 @@ async def test_the_processor_pauses_while_the_store_is_down_and_resumes(
         # Paused: every service kept trying, none committed past what it had stored.
         assert outage.refused > 3
         assert await events_committed() == 300
-        assert parts["processor"].written == 300
+        # (The switch blocks the services only: the test reads the engine behind it.)
+        assert store.query("SELECT count() FROM completions").scalar() == 300
         outage.down = False
 
         async def all_stored() -> bool:
