@@ -107,20 +107,25 @@ class App:
         self.client.close()
 
 
-async def notifications_settled(broker: TansuBroker) -> tuple[list[Any], dict[str, str]]:
-    """Alert events and each notification's latest outcome, once none is still retrying."""
-    alerts: list[Any] = []
+async def ledger(broker: TansuBroker) -> tuple[list[Any], dict[str, str]]:
+    """The alert events on the bus, and each notification's latest outcome."""
+    messages = [orjson.loads(m.value) for m in await read_topic(broker, topics.ALERTS)]
     outcome: dict[str, str] = {}
+    for m in sorted((m for m in messages if m["type"] == "notification"), key=_attempt):
+        outcome[m["notification_id"]] = m["outcome"]
+    return [m for m in messages if m["type"] == "alert"], outcome
+
+
+async def notifications_settled(broker: TansuBroker) -> None:
+    """Wait until every model's alert fired and no notification is still being retried."""
     deadline = time.monotonic() + 60
     while True:
-        messages = [orjson.loads(m.value) for m in await read_topic(broker, topics.ALERTS)]
-        alerts = [m for m in messages if m["type"] == "alert"]
-        outcome = {}
-        for m in sorted((m for m in messages if m["type"] == "notification"), key=_attempt):
-            outcome[m["notification_id"]] = m["outcome"]
-        if alerts and "retrying" not in outcome.values() and len(outcome) >= len(alerts):
-            return alerts, outcome
-        assert time.monotonic() < deadline, f"notifications did not settle: {outcome}"
+        alerts, outcome = await ledger(broker)
+        fired = {a["labels"].get("model") for a in alerts if a["status"] == "firing"}
+        pending = len(outcome) < len(alerts) or "retrying" in outcome.values()
+        if fired >= set(MODELS) and not pending:
+            return
+        assert time.monotonic() < deadline, f"notifications did not settle: {fired} {outcome}"
         await asyncio.sleep(0.5)
 
 
@@ -162,10 +167,11 @@ async def test_sigkill_mid_stream_and_restart(
                     loop.restart(victim)
                 await asyncio.sleep(4)
             await loop.settle("processor", "alerting", "retraining")
-            alerts, outcome = await notifications_settled(broker)
+            await notifications_settled(broker)
             loop.check_alive()
             await loop.stop("ingest", "alerting", "retraining")
             await loop.settle("processor")
+            alerts, outcome = await ledger(broker)  # final: alerting has stopped
             await loop.stop("processor")
         finally:
             loop.close()
