@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from llmloop import topics
+from llmloop.testing.kafka import committed
 from llmloop.testing.server import wait_ready
 from llmloop.testing.tansu import TansuBroker
 
@@ -212,7 +213,7 @@ def test_ingest_and_processor_as_separate_processes(tmp_path: Path, broker: Tans
                 time.sleep(0.2)
         assert response.status_code == 202
         # The processor owns the store: wait until it committed our events, stop it, then read.
-        while asyncio.run(committed(broker.bootstrap, "llmloop-processor")) < 30:
+        while asyncio.run(committed(broker.bootstrap, "llmloop-processor", topics.EVENTS)) < 30:
             assert time.monotonic() < deadline, "the processor did not commit the events"
             time.sleep(0.2)
         for service in (ingest, processor):
@@ -237,17 +238,3 @@ def test_ingest_and_processor_as_separate_processes(tmp_path: Path, broker: Tans
         check=True,
     )
     assert result.stdout == "30\t30\n"
-
-
-async def committed(bootstrap: str, group: str) -> int:
-    """Messages the group has committed on the events topic, over all partitions."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await reader.start()  # not subscribed: it reads the group's offsets without joining it
-    try:
-        partitions = reader.partitions_for_topic(topics.EVENTS) or set()
-        offsets = [await reader.committed(TopicPartition(topics.EVENTS, p)) for p in partitions]
-    finally:
-        await reader.stop()
-    return sum(o or 0 for o in offsets)

@@ -24,6 +24,7 @@ import psutil
 import yaml
 
 from llmloop import topics
+from llmloop.testing.kafka import committed, topic_length
 from llmloop.testing.server import wait_ready
 from llmloop.testing.tansu import TansuBroker, free_port
 
@@ -243,7 +244,7 @@ class Loop:
         when this was called (later ones, such as the next metrics, need not be)."""
         deadline = time.monotonic() + timeout
         lengths = {
-            (name, topic): await topic_length(self.broker, topic)
+            (name, topic): await topic_length(self.broker.bootstrap, topic)
             for name in names
             for topic in GROUPS[name][1]
         }
@@ -251,7 +252,7 @@ class Loop:
             self.check_alive()
             behind = {}
             for (name, topic), length in lengths.items():
-                done = await committed(self.broker, GROUPS[name][0], topic)
+                done = await committed(self.broker.bootstrap, GROUPS[name][0], topic)
                 if done < length:
                     behind[f"{name}/{topic}"] = (done, length)
             if not behind:
@@ -271,67 +272,3 @@ class Loop:
         )
         assert run.returncode == 0, run.stderr
         return [line.split("\t") for line in run.stdout.splitlines()]
-
-
-async def topic_length(broker: TansuBroker, topic: str) -> int:
-    """How many messages the topic holds, read from the start (Tansu's end offsets are
-    off by a batch, so they are counted rather than looked up)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
-    await reader.start()
-    try:
-        partitions = reader.partitions_for_topic(topic) or set()
-        if not partitions:
-            return 0
-        tps = [TopicPartition(topic, p) for p in partitions]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        last: dict[int, int] = {}
-        while True:
-            got = await reader.getmany(timeout_ms=300, max_records=10_000)
-            if not got:
-                break
-            for tp, messages in got.items():
-                last[tp.partition] = messages[-1].offset + 1
-        return sum(last.values())
-    finally:
-        await reader.stop()
-
-
-async def committed(broker: TansuBroker, group: str, topic: str) -> int:
-    """The group's committed offsets on ``topic``, summed over partitions."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    reader = AIOKafkaConsumer(
-        bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    await reader.start()  # not subscribed: reads the group's offsets without joining it
-    try:
-        partitions = reader.partitions_for_topic(topic) or set()
-        offsets = [await reader.committed(TopicPartition(topic, p)) for p in partitions]
-    finally:
-        await reader.stop()
-    return sum(o or 0 for o in offsets)
-
-
-async def read_topic(broker: TansuBroker, topic: str) -> list[Any]:
-    """Every message of a topic, from the start."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
-    await reader.start()
-    out: list[Any] = []
-    try:
-        partitions = reader.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        if not tps:
-            return out
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        while got := await reader.getmany(timeout_ms=300, max_records=10_000):
-            for messages in got.values():
-                out.extend(messages)
-        return out
-    finally:
-        await reader.stop()

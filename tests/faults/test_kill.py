@@ -24,8 +24,9 @@ from typing import Any
 import orjson
 import pytest
 
-from faults.loop import Loop, read_topic
+from faults.loop import Loop
 from llmloop import Client, topics
+from llmloop.testing.kafka import read_topic
 from llmloop.testing.tansu import TansuBroker
 from llmloop_alerting.testing import WebhookReceiver
 
@@ -58,6 +59,17 @@ def rules(url: str) -> dict[str, Any]:
 
 
 NO_JOBS = {"default": {"min_new_pairs": 1_000_000, "max_interval": None}}
+
+
+def refusals_loop(work: Path, broker: TansuBroker, hook: WebhookReceiver) -> Loop:
+    """The loop without the embedding model, alerting on refusals, training nothing."""
+    return Loop(
+        work,
+        broker,
+        env={"LLMLOOP_PROCESSOR_EMBED": "false"},
+        rules=rules(hook.url("/hook")),
+        policy=NO_JOBS,
+    )
 
 
 class App:
@@ -109,7 +121,7 @@ class App:
 
 async def ledger(broker: TansuBroker) -> tuple[list[Any], dict[str, str]]:
     """The alert events on the bus, and each notification's latest outcome."""
-    messages = [orjson.loads(m.value) for m in await read_topic(broker, topics.ALERTS)]
+    messages = [orjson.loads(m.value) for m in await read_topic(broker.bootstrap, topics.ALERTS)]
     outcome: dict[str, str] = {}
     for m in sorted((m for m in messages if m["type"] == "notification"), key=_attempt):
         outcome[m["notification_id"]] = m["outcome"]
@@ -144,13 +156,7 @@ async def test_sigkill_mid_stream_and_restart(
 ) -> None:
     broker: TansuBroker = request.getfixturevalue("s3_broker" if victim == "broker" else "broker")
     async with WebhookReceiver() as hook:
-        loop = Loop(
-            tmp_path,
-            broker,
-            env={"LLMLOOP_PROCESSOR_EMBED": "false"},
-            rules=rules(hook.url("/hook")),
-            policy=NO_JOBS,
-        )
+        loop = refusals_loop(tmp_path, broker, hook)
         try:
             loop.start()
             with App(loop.ingest_url, loop.key, tmp_path / "spool") as app:

@@ -20,8 +20,9 @@ import orjson
 import pytest
 
 from faults import scenario
-from faults.loop import FAST, LLMLOOP, Loop, fast_env, read_topic
+from faults.loop import FAST, LLMLOOP, Loop, fast_env
 from llmloop import Client, topics
+from llmloop.testing.kafka import read_topic
 from llmloop.testing.tansu import TansuBroker, free_port
 from llmloop_alerting.testing import Received, WebhookReceiver
 
@@ -85,7 +86,8 @@ async def test_distributed_runtime(tmp_path: Path) -> None:
 
                 async def registered() -> list[dict[str, Any]]:
                     events = [
-                        orjson.loads(m.value) for m in await read_topic(broker, topics.RETRAIN)
+                        orjson.loads(m.value)
+                        for m in await read_topic(broker.bootstrap, topics.RETRAIN)
                     ]
                     return [e for e in events if e["stage"] == "model_registered"]
 

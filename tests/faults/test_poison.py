@@ -19,9 +19,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from faults.loop import Loop, read_topic
-from faults.test_kill import NO_JOBS, REFUSAL, pairs, rules
+from faults.test_kill import REFUSAL, pairs, refusals_loop
 from llmloop import Client, topics
+from llmloop.testing.kafka import read_topic
 from llmloop.testing.tansu import TansuBroker
 from llmloop_alerting.testing import WebhookReceiver
 
@@ -82,13 +82,7 @@ async def test_poison_on_every_topic_is_dead_lettered_and_the_stream_goes_on(
     tmp_path, broker: TansuBroker
 ) -> None:
     async with WebhookReceiver() as hook:
-        loop = Loop(
-            tmp_path,
-            broker,
-            env={"LLMLOOP_PROCESSOR_EMBED": "false"},
-            rules=rules(hook.url("/hook")),
-            policy=NO_JOBS,
-        )
+        loop = refusals_loop(tmp_path, broker, hook)
         try:
             loop.start()
             with Client(loop.ingest_url, loop.key, spool_dir=tmp_path / "spool") as client:
@@ -109,7 +103,7 @@ async def test_poison_on_every_topic_is_dead_lettered_and_the_stream_goes_on(
                 loop.check_alive()
                 await asyncio.sleep(0.5)
             assert await alerted(), "no alert for the traffic behind the poison"
-            dead = await read_topic(broker, topics.DEADLETTER)
+            dead = await read_topic(broker.bootstrap, topics.DEADLETTER)
             loop.check_alive()
             await loop.stop("ingest", "alerting", "retraining")
             await loop.settle("processor")

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from faults.loop import committed
 from llmloop import topics
 from llmloop.bus import Record, open_bus
 from llmloop.events import CompletionLogged, encode_event
 from llmloop.store import Store, StoreError
+from llmloop.testing.kafka import committed
 from llmloop.testing.tansu import TansuBroker
 from llmloop_processor.runtime import services
 from llmloop_processor.settings import ProcessorSettings
@@ -78,7 +78,7 @@ async def test_the_processor_pauses_while_the_store_is_down_and_resumes(
     async def events_committed() -> int:
         """Offsets committed on the events topic by the slower of the sink and the enricher."""
         groups = ("llmloop-processor", "llmloop-enricher")
-        return min([await committed(broker, group, topics.EVENTS) for group in groups])
+        return min([await committed(broker.bootstrap, group, topics.EVENTS) for group in groups])
 
     async def until(condition: Any, what: str) -> None:
         deadline = time.monotonic() + 60

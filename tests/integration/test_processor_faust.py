@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmloop import topics
 from llmloop.bus import Record, open_bus
 from llmloop.events import CompletionLogged, ThumbsFeedback, encode_event
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
+from llmloop.testing.kafka import committed
 from llmloop.testing.tansu import TansuBroker
 
 FAUST = str(Path(sys.executable).with_name("faust"))
@@ -57,22 +57,9 @@ class Worker:
         )
 
 
-async def committed(bootstrap: str, group: str) -> int:
-    """Sum over partitions of the group's committed offsets on the events topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
-    await consumer.start()
-    try:
-        total = 0
-        for p in range(PARTITIONS):
-            total += await consumer.committed(TopicPartition(topics.EVENTS, p)) or 0
-        return total
-    finally:
-        await consumer.stop()
-
-
 async def wait_committed(bootstrap: str, group: str, at_least: int, worker: Worker) -> int:
     deadline = time.monotonic() + 60
-    while (done := await committed(bootstrap, group)) < at_least:
+    while (done := await committed(bootstrap, group, topics.EVENTS)) < at_least:
         assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
         assert time.monotonic() < deadline, (
             f"committed {done} < {at_least}\n" + worker.log.read_text()[-3000:]
