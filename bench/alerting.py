@@ -36,7 +36,7 @@ from llmloop_alerting.testing import RunningService, WebhookReceiver, metric_eve
 
 RULES = """
 receivers: [{{name: hook, url: "{url}"}}]
-rules: [{{name: bench, metric: bench_latency_ms, threshold: 100, receivers: [hook]}}]
+rules: [{{name: bench, metric: latency_p95_ms, threshold: 100, receivers: [hook]}}]
 """
 
 
@@ -74,11 +74,11 @@ async def latency(bus_url: str, data_dir: Path, alerts: int, rate: float) -> lis
         ):
             # Warm-up: the consumer joined (Kafka) and the first request connected.
             await publish_metrics(
-                bus, metric_event("bench_latency_ms", 500, labels={"series": "warmup"})
+                bus, metric_event("latency_p95_ms", 500, labels={"series": "warmup"})
             )
             await hook.wait_for(1, timeout_s=60)
             for i in range(alerts):
-                event = metric_event("bench_latency_ms", 500, labels={"series": str(i)})
+                event = metric_event("latency_p95_ms", 500, labels={"series": str(i)})
                 sent[str(i)] = time.time()
                 await publish_metrics(bus, event)
                 await asyncio.sleep(1 / rate)
@@ -102,7 +102,7 @@ async def throughput(
         ):
             rss_before = _rss_mib()
             events = [
-                metric_event("bench_latency_ms", 500, labels={"series": f"b{i}"})
+                metric_event("latency_p95_ms", 500, labels={"series": f"b{i}"})
                 for i in range(burst)
             ]
             start = time.perf_counter()

@@ -41,7 +41,7 @@ def child(n: int, permutations: int) -> None:
     centroid_cosine_distance(ref, cur)
     timings["centroid_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    auc = classifier_auc(ref, cur)
+    auc, _ = classifier_auc(ref, cur)
     timings["auc_s"] = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(

@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmloop.contracts.metrics import spec
+
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "llmloop-clickhouse"}
 OUT = Path(__file__).parent / "dashboards"
 
@@ -254,8 +256,28 @@ QUALITY = Dashboard(
 )
 
 
+def metric(name: str) -> str:
+    """A metric name, checked against the metric catalogue (a typo fails the build)."""
+    return spec(name).name
+
+
+def rule_line(rule_name: str) -> dict:
+    """Field config that draws the shipped rule's threshold on a time series."""
+    from llmloop_alerting.rules import load_rules
+
+    (rule,) = [r for r in load_rules(env={}).rules if r.name == rule_name]
+    return {
+        "thresholds": {
+            "mode": "absolute",
+            "steps": [{"color": "green", "value": None}, {"color": "red", "value": rule.threshold}],
+        },
+        "custom": {"thresholdsStyle": {"mode": "line+area"}},
+    }
+
+
 def metric_series(name: str, series: str, value: str = "value") -> str:
     """One metric over time, one series per ``series`` expression (long format)."""
+    name = metric(name)
     return f"""
         SELECT window_end AS time, {series} AS series, {value} AS {name if value == "value" else value}
         FROM metrics WHERE name = '{name}' AND $__timeFilter(window_end) AND {M_FILTER}
@@ -268,6 +290,15 @@ DRIFT = Dashboard(
     "Are prompts and completions still like the reference window, and is the change significant?",
     [
         Panel(
+            "Embedding drift score (multiples of chance; the embedding-drift rule's line)",
+            metric_series("drift_embedding_score", "concat(labels['model'], ' ', labels['field'])"),
+            description="MMD² over the 95th percentile of its permutation null, after "
+            "duplicates and sessions are collapsed: 1 is as large as chance gives 1 time in "
+            "20. The rule fires when it is above the line with an adjusted p < 0.01 in 2 of "
+            "3 non-overlapping windows.",
+            overrides=rule_line("embedding-drift"),
+        ),
+        Panel(
             "Embedding drift (MMD², RBF kernel)",
             metric_series("drift_embedding_mmd", "concat(labels['model'], ' ', labels['field'])"),
             description="Maximum mean discrepancy between the reference window and each window; "
@@ -278,7 +309,8 @@ DRIFT = Dashboard(
             metric_series(
                 "drift_embedding_mmd", "concat(labels['model'], ' ', labels['field'])", "p_value"
             ),
-            description="Below 0.05: the window differs from the reference beyond sampling noise.",
+            description="Holm-adjusted over prompt and completion: below the rule's 0.01, the "
+            "window differs from the reference beyond sampling noise.",
         ),
         Panel(
             "Domain classifier ROC AUC",
@@ -315,7 +347,7 @@ DRIFT = Dashboard(
                    labels['field'] AS field, labels['reference'] AS reference,
                    round(argMax(value, window_end), 5) AS mmd2, argMax(p_value, window_end) AS p,
                    argMax(sample_size, window_end) AS n, max(window_end) AS latest_window
-            FROM metrics WHERE name = 'drift_embedding_mmd' AND $__timeFilter(window_end) AND {M_FILTER}
+            FROM metrics WHERE name = '{metric("drift_embedding_mmd")}' AND $__timeFilter(window_end) AND {M_FILTER}
             GROUP BY model, prompt_version, field, reference ORDER BY p""",
             kind="table",
             width=24,
@@ -330,6 +362,19 @@ BIAS = Dashboard(
     "Does any user segment or demographic group get worse answers than the others, significantly?",
     [
         Panel(
+            "Negative feedback: each segment against the rest (the bias rule's line)",
+            f"""
+            SELECT window_end AS time, concat(labels['attribute'], '=', labels['segment']) AS series,
+                   value AS gap
+            FROM metrics WHERE name = '{metric("bias_segment_gap")}' AND labels['outcome'] = 'negative_feedback'
+              AND $__timeFilter(window_end) AND {M_FILTER}
+            ORDER BY time""",
+            description="Segment rate minus the rate of everyone else, in points; the rule "
+            "fires above the line with a Holm-adjusted p < 0.05 in 2 of 3 windows.",
+            unit="percentunit",
+            overrides=rule_line("bias-negative-feedback"),
+        ),
+        Panel(
             "Gap between best- and worst-served segment",
             metric_series("bias_gap", "concat(labels['attribute'], ' / ', labels['outcome'])"),
             description="max - min over segments of the outcome's rate or mean.",
@@ -343,7 +388,7 @@ BIAS = Dashboard(
             f"""
             SELECT window_end AS time, concat(labels['attribute'], '=', labels['segment']) AS series,
                    value AS rate
-            FROM metrics WHERE name = 'bias_segment_value' AND labels['outcome'] = 'negative_feedback'
+            FROM metrics WHERE name = '{metric("bias_segment_value")}' AND labels['outcome'] = 'negative_feedback'
               AND $__timeFilter(window_end) AND {M_FILTER}
             ORDER BY time""",
             unit="percentunit",
@@ -355,7 +400,7 @@ BIAS = Dashboard(
             SELECT labels['model'] AS model, labels['attribute'] AS attribute, labels['outcome'] AS outcome,
                    round(argMax(value, window_end), 4) AS gap, argMax(p_value, window_end) AS p,
                    argMax(sample_size, window_end) AS n, if(p < 0.05, 'significant', '') AS verdict
-            FROM metrics WHERE name = 'bias_gap' AND $__timeFilter(window_end) AND {M_FILTER}
+            FROM metrics WHERE name = '{metric("bias_gap")}' AND $__timeFilter(window_end) AND {M_FILTER}
             GROUP BY model, attribute, outcome ORDER BY p""",
             kind="table",
             width=24,

@@ -92,6 +92,19 @@ DRIFT_TOPICS = {
         ],
     ),
 }
+# Real users wrap the same question in their own words; the drift tests count each
+# distinct text once, so a dozen canned questions alone would give them nothing to test.
+OPENERS = ("", "Hi, ", "Hello! ", "Quick question: ", "Sorry to bother you, ", "Urgent: ")
+CONTEXTS = (
+    "",
+    " I'm on the pro plan.",
+    " This is the second time I ask.",
+    " I ordered last week.",
+    " I'm writing from my phone.",
+    " My colleague had the same problem.",
+    " Thanks in advance.",
+    " Please answer in simple words.",
+)
 BAD_ANSWERS = [
     "I don't know.",
     "That is not something I can help with.",
@@ -123,7 +136,8 @@ class DemoTraffic:
         model = rng.choice(list(MODELS))
         locale = rng.choice(LOCALES)
         bad = locale == BIASED_LOCALE and rng.random() < 0.35
-        prompt, completion = rng.choice(questions), rng.choice(BAD_ANSWERS if bad else answers)
+        question, completion = rng.choice(questions), rng.choice(BAD_ANSWERS if bad else answers)
+        prompt = f"{rng.choice(OPENERS)}{question}{rng.choice(CONTEXTS)}"
         prompt_tokens = len(prompt.split()) * 4 // 3 + 60  # + the system prompt
         completion_tokens = len(completion.split()) * 4 // 3
         price_in, price_out = MODELS[model]

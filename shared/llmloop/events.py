@@ -283,6 +283,14 @@ class MetricComputed(Event):
     window_end: Timestamp
     sample_size: NonNegativeInt
     p_value: float | None = Field(default=None, ge=0, le=1)
+    # Added within v1 (issue 12, alarms): a window runs many tests, so ``p_value`` is
+    # adjusted for multiplicity (Holm over the metric's family, see the metric
+    # catalogue) and the test's own value is kept here; ``sample_size`` is what the
+    # test used of the current window, ``rows_total`` the window's rows before
+    # duplicates and sessions were collapsed, ``reference_size`` the reference's rows.
+    p_value_raw: float | None = Field(default=None, ge=0, le=1)
+    reference_size: NonNegativeInt | None = None
+    rows_total: NonNegativeInt | None = None
 
     def key(self) -> bytes:
         return self.name.encode()

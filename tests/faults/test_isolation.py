@@ -77,10 +77,11 @@ from llmloop.testing.server import completion
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import hash_key
 from llmloop_ingest.settings import IngestSettings
+from llmloop_processor.aggregates import feedback_metrics
 from llmloop_processor.runtime import services
 from llmloop_processor.service import Processor
 from llmloop_processor.settings import ProcessorSettings
-from llmloop_processor.stats import feedback_metrics, window_bounds
+from llmloop_processor.stats import window_bounds
 from llmloop_retraining.join import PairJoin
 
 A, B = "alpha-shop", "bravo-bank"

@@ -75,7 +75,7 @@ def settings(tmp_path: Path, **extra: object) -> ProcessorSettings:
         processor_stats_interval_s=INTERVAL,
         processor_stats_window_s=INTERVAL,
         processor_permutations=100,
-        **{"processor_reference_size": 300, **extra},  # type: ignore[arg-type]
+        **{"processor_reference_size": 300, "processor_feedback_settle_s": 0, **extra},  # type: ignore[arg-type]
     )
 
 
@@ -144,14 +144,35 @@ async def test_enrichment_drift_bias_and_feedback_metrics_land_once(bus, store, 
         for r in rows
     }
     mmd = by[("drift_embedding_mmd", "prompt", "")]
-    assert mmd["p_value"] < 0.05 and mmd["sample_size"] == 600
+    # The test ran on the window's distinct prompts (repeats of a template count once, and
+    # so do near-duplicates), and says how many it kept of how many, against how many
+    # reference rows.
+    distinct = store.query(
+        "SELECT uniqExact(prompt) FROM completions WHERE ts >= {t:DateTime64(3, 'UTC')}",
+        {"t": NOW - timedelta(seconds=INTERVAL)},
+    ).scalar()
+    assert mmd["p_value"] < 0.05 and 0.9 * distinct <= mmd["sample_size"] <= distinct < 300
+    ((rows_total, reference_size, raw_below),) = store.query(
+        "SELECT rows_total, reference_size, p_value_raw <= p_value FROM metrics "
+        "WHERE name = 'drift_embedding_mmd' AND labels['field'] = 'prompt'"
+    ).rows
+    assert rows_total == 300 and 200 < reference_size <= 300 and raw_below
     assert mmd["labels"]["reference"] == "first_n" and mmd["labels"]["model"] == "gpt-4o-mini"
-    assert by[("drift_embedding_domain_auc", "prompt", "")]["value"] > 0.9
+    assert by[("drift_embedding_score", "prompt", "")]["value"] > 1.5
+    auc = by[("drift_embedding_domain_auc", "prompt", "")]
+    assert auc["value"] > 0.9 and auc["p_value"] < 0.001
     assert by[("drift_embedding_centroid_cos", "prompt", "")]["value"] > 0.2
-    assert by[("drift_embedding_mmd", "completion", "")]["p_value"] > 0.05  # same answers
+    # Every completion is "Sure, here is how.": one distinct text, nothing to test.
+    assert ("drift_embedding_mmd", "completion", "") not in by
     gap = by[("bias_gap", "negative_feedback", "")]
     assert gap["labels"]["attribute"] == "locale" and gap["p_value"] < 0.001 and gap["value"] > 0.3
     assert by[("bias_segment_value", "negative_feedback", "de-DE")]["value"] > 0.4
+    worse = by[("bias_segment_gap", "negative_feedback", "de-DE")]
+    assert worse["value"] > 0.3 and worse["p_value"] < 0.001
+    assert worse["sample_size"] == min(
+        by[("bias_segment_value", "negative_feedback", "de-DE")]["sample_size"],
+        by[("bias_segment_value", "negative_feedback", "en-US")]["sample_size"],
+    )
     thumbs = by[("feedback_thumbs_up_rate", "", "")]
     assert thumbs["sample_size"] == 300 and 0.5 < thumbs["value"] < 0.8
     assert ("drift_feature_ks", "latency_ms", "") in by
@@ -260,6 +281,38 @@ async def test_first_n_reference_is_not_compared_with_itself(bus, store, tmp_pat
     await run_until(bus, store, s, "SELECT count() FROM completion_enrichments", 300)
     metrics = StatsRunner(store, bus, s).compute(NOW - timedelta(seconds=INTERVAL), NOW)
     ks = [m for m in metrics if m.name == "drift_feature_ks"]
-    assert ks and all(m.sample_size == 300 for m in ks)  # 200 reference + the 100 after them
+    # 200 reference rows against the distinct prompts of the 100 after them.
+    assert ks and all(m.reference_size <= 200 and m.rows_total == 100 for m in ks)
+    assert all(m.sample_size <= 100 for m in ks)
     assert not [m for m in metrics if m.name.startswith("drift_embedding")]  # nothing embedded
     assert [m for m in metrics if m.name == "bias_gap"]  # bias still covers the whole window
+
+
+async def test_feedback_metrics_wait_for_the_feedback_to_settle(bus, store, tmp_path) -> None:
+    """With a settle lag, negative-feedback bias and feedback rates describe the window that
+    ended that long ago, counting the feedback that arrived after it closed."""
+    old, new, feedback = traffic()
+    s = settings(tmp_path, processor_embed=False, processor_feedback_settle_s=600)
+    late = [f.model_copy(update={"timestamp": NOW + timedelta(seconds=300)}) for f in feedback]
+    await publish(bus, old + new + late)
+    await run_until(
+        bus,
+        store,
+        s,
+        "SELECT (SELECT count() FROM completion_enrichments) + (SELECT count() FROM feedback)",
+        len(old + new + late),
+    )
+    runner = StatsRunner(store, bus, s, clock=lambda: NOW.timestamp() + 600)
+    metrics = runner.compute(NOW + timedelta(seconds=600 - INTERVAL), NOW + timedelta(seconds=600))
+    feedback_based = [
+        m
+        for m in metrics
+        if m.name.startswith("feedback_")
+        or m.name == "negative_feedback_rate"
+        or m.labels.get("outcome") == "negative_feedback"
+    ]
+    assert feedback_based and all(m.window_end == NOW for m in feedback_based)
+    gap = [m for m in feedback_based if m.name == "bias_segment_gap"]
+    assert max(m.value for m in gap) > 0.3  # the late thumbs of de-DE are in
+    thumbs = next(m for m in metrics if m.name == "feedback_thumbs_up_rate")
+    assert thumbs.sample_size == 300

@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from llmloop.cliutil import CliError, add_broker_option, add_log_option, settings_from
+
+if TYPE_CHECKING:
+    from llmloop_alerting.rules import Rule
 
 RULES_HELP = """\
 A rules file has `receivers` (webhook | slack | pagerduty, with url / routing_key,
@@ -65,12 +68,28 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         + (f"; off (no URL / routing key): {', '.join(off)}" if off else "")
     )
     for rule in rules.rules:
-        p = f" and p < {rule.p_value_below}" if rule.p_value_below is not None else ""
-        print(
-            f"  {rule.name}: {rule.metric} {rule.op} {rule.threshold}{p} for {rule.for_} "
-            f"-> {', '.join(rule.receivers) or 'bus only'}"
-        )
+        print(f"  {rule.name}: {describe(rule)} -> {', '.join(rule.receivers) or 'bus only'}")
     return 0
+
+
+def describe(rule: Rule) -> str:
+    """One line that says when a rule fires and when it resolves."""
+    where = "".join(f" {k}={v}" for k, v in rule.match.items())
+    p = f" and p < {rule.p_value_below}" if rule.p_value_below is not None else ""
+    n = f", n >= {rule.min_sample_size}" if rule.min_sample_size else ""
+    windows = " non-overlapping" if rule.non_overlapping() else ""
+    fires = (
+        f"{rule.confirm} of {rule.confirm_window}{windows} windows"
+        if rule.confirm_window > rule.confirm
+        else f"{rule.confirm}{windows} window(s) in a row"
+    )
+    if rule.for_:
+        fires += f" and for {rule.for_}"
+    quiet = f"{rule.op} {rule.resolve_threshold}" if rule.resolve_threshold is not None else ""
+    resolves = f"resolves after {rule.resolve_after} window(s)" + (
+        f" not {quiet}" if quiet else " not breaching"
+    )
+    return f"{rule.metric}{where} {rule.op} {rule.threshold}{p}{n}; fires on {fires}; {resolves}"
 
 
 def _journal(args: argparse.Namespace) -> Any:

@@ -97,6 +97,7 @@ def _decode_state(raw: bytes) -> AlertState:
     ):
         if data.get(key):
             data[key] = datetime.fromisoformat(data[key])
+    data["recent"] = tuple(data.get("recent", ()))
     return AlertState(**data)
 
 

@@ -8,18 +8,35 @@ A rules file::
         url: ${LLMLOOP_ALERTING_WEBHOOK_URL}  # ${VAR} / ${VAR:-default} from the environment
     rules:
       - name: prompt-embedding-drift
-        metric: embedding_drift_mmd         # the metric event's name
+        metric: drift_embedding_score       # a name from the metric catalogue
         match: {field: prompt}              # exact label matchers
         match_re: {model: "gpt-4o.*"}       # regex matchers (whole value)
         op: ">"
-        threshold: 0.02
-        p_value_below: 0.01                 # statistical metrics: also significant
-        for: 2m                             # breached this long before it fires
+        threshold: 2                        # in the metric's unit (here: multiples of chance)
+        p_value_below: 0.01                 # statistical metrics: also significant (adjusted)
+        min_sample_size: 100                # rows the test used of the window
+        confirm: 2                          # breaching windows before it fires ...
+        confirm_of: 3                       # ... among the last 3 evaluated (k of m)
+        resolve_after: 3                    # quiet windows in a row before it resolves
+        resolve_threshold: 1                # while firing, a window is quiet only below this
+        windows: auto                       # auto | all | non_overlapping
+        for: 0s                             # and breached this long (wall clock)
         severity: warning
         renotify: 4h                        # again while still firing; 0 = never
         no_data: keep                       # keep | resolve | alert, after no_data_after
         annotations: {summary: "...", runbook_url: "https://..."}
         receivers: [oncall]
+
+The metric catalogue (``llmloop.contracts.metrics``) checks each rule: the
+metric must exist, matchers may only name labels it carries (and values of its
+closed vocabularies), ``p_value_below`` needs a metric with a test, and the
+threshold must be a value of the metric's unit; a metric whose unit depends on a
+label (bias gaps) needs a matcher that picks one.
+
+``windows: auto`` evaluates a metric with a p-value only on windows that do not
+overlap the last one evaluated: windows every minute over five minutes share 80%
+of their rows, so one chance excursion would otherwise breach five times in a
+row and ``confirm`` would confirm nothing.
 
 Evaluation is pure: ``Rule.applies_to`` and ``Rule.breached`` look at one metric.
 """
@@ -48,6 +65,7 @@ from pydantic import (
     model_validator,
 )
 
+from llmloop.contracts.metrics import CATALOGUE, UNITS
 from llmloop.events import MetricComputed
 from llmloop.redaction import redact_url
 
@@ -147,6 +165,11 @@ class Rule(BaseModel):
     threshold: float = Field(allow_inf_nan=False)
     p_value_below: float | None = Field(default=None, gt=0, le=1)
     min_sample_size: int = Field(default=0, ge=0)
+    confirm: int = Field(default=1, ge=1, le=100)
+    confirm_of: int | None = Field(default=None, ge=1, le=100)
+    resolve_after: int = Field(default=1, ge=1, le=100)
+    resolve_threshold: float | None = Field(default=None, allow_inf_nan=False)
+    windows: Literal["auto", "all", "non_overlapping"] = "auto"
     for_: Duration = Field(default=timedelta(0), alias="for")
     severity: Literal["info", "warning", "critical"] = "warning"
     renotify: Duration = timedelta(hours=4)
@@ -183,6 +206,39 @@ class Rule(BaseModel):
             raise ValueError("no_data_after must be positive when no_data is not 'keep'")
         return self
 
+    @property
+    def confirm_window(self) -> int:
+        """How many of the last evaluated windows ``confirm`` counts breaches among."""
+        return self.confirm_of or self.confirm
+
+    @model_validator(mode="after")
+    def _confirm_fits(self) -> Rule:
+        if self.confirm_of is not None and self.confirm_of < self.confirm:
+            raise ValueError(
+                f"confirm_of {self.confirm_of} must be at least confirm {self.confirm} "
+                f"({self.confirm} breaching windows among the last confirm_of)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _hysteresis_on_the_safe_side(self) -> Rule:
+        t, r = self.threshold, self.resolve_threshold
+        if r is not None and (
+            (self.op in (">", ">=") and r > t) or (self.op in ("<", "<=") and r < t)
+        ):
+            raise ValueError(
+                f"resolve_threshold {r} must not be beyond threshold {t} (op {self.op!r}): "
+                "a firing alert would resolve while the metric still breaches"
+            )
+        return self
+
+    def non_overlapping(self) -> bool:
+        """Evaluate only windows that do not overlap the last evaluated one."""
+        if self.windows == "auto":
+            entry = CATALOGUE.get(self.metric)
+            return entry is not None and entry.p_value
+        return self.windows == "non_overlapping"
+
     def applies_to(self, metric: MetricComputed) -> bool:
         """Same metric name, and every label matcher holds."""
         if metric.name != self.metric:
@@ -201,6 +257,14 @@ class Rule(BaseModel):
         ):
             return False
         return OPS[self.op](metric.value, self.threshold)
+
+    def still_breached(self, metric: MetricComputed) -> bool:
+        """While firing: the window is not yet quiet (beyond ``resolve_threshold`` if set)."""
+        if self.resolve_threshold is None:
+            return self.breached(metric)
+        if metric.sample_size < self.min_sample_size:
+            return True  # too small to tell: not evidence that it recovered
+        return OPS[self.op](metric.value, self.resolve_threshold)
 
     def alert_labels(self, metric: MetricComputed) -> dict[str, str]:
         """The labels that identify one alert of this rule: the metric's plus the rule's."""
@@ -263,6 +327,52 @@ def _cross_check(rule_set: RuleSet) -> list[str]:
         for receiver in rule.receivers:
             if receiver not in seen:
                 problems.append(f"{where}: receivers: unknown receiver {receiver!r} ({known})")
+        problems += [f"{where}: {p}" for p in catalogue_problems(rule)]
+    return problems
+
+
+def catalogue_problems(rule: Rule) -> list[str]:
+    """What the metric catalogue says is wrong with a rule, one ``field: message`` each."""
+    entry = CATALOGUE.get(rule.metric)
+    if entry is None:
+        return [f"metric: unknown metric {rule.metric!r} (known: {', '.join(CATALOGUE)})"]
+    problems = []
+    labels = entry.all_labels
+    for section in ("match", "match_re"):
+        for label in getattr(rule, section):
+            if label not in labels:
+                problems.append(
+                    f"{section}.{label}: {rule.metric} has no label {label!r} "
+                    f"(labels: {', '.join(labels)})"
+                )
+    for label, value in rule.match.items():
+        allowed = entry.values.get(label)
+        if allowed is not None and value not in allowed:
+            problems.append(
+                f"match.{label}: {value!r} is never a {label} of {rule.metric} "
+                f"(one of: {', '.join(allowed)})"
+            )
+    if rule.p_value_below is not None and not entry.p_value:
+        problems.append(f"p_value_below: {rule.metric} carries no p-value")
+    unit_name = entry.unit_for(rule.match)
+    if unit_name is None:
+        (label,) = entry.unit_by
+        units = ", ".join(f"{v}: {u}" for v, u in entry.unit_by[label].items())
+        problems.append(
+            f"match.{label}: {rule.metric} is in a different unit per {label} ({units}); "
+            f"match one {label}"
+        )
+        return problems
+    unit = UNITS[unit_name]
+    for field, value in (
+        ("threshold", rule.threshold),
+        ("resolve_threshold", rule.resolve_threshold),
+    ):
+        if value is not None and not unit.low <= value <= unit.high:
+            problems.append(
+                f"{field}: {value} is not a value of {rule.metric} (unit {unit.name}: "
+                f"{unit.description})"
+            )
     return problems
 
 

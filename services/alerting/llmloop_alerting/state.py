@@ -49,6 +49,10 @@ class AlertState:
     last_notified_at: datetime | None = None
     no_data: bool = False  # firing because data stopped (rule no_data: alert)
     annotations: dict[str, str] = field(default_factory=dict)
+    # Breach verdicts of the last evaluated windows, newest last (``confirm`` of them,
+    # among the last ``confirm_of``, fire the alert).
+    recent: tuple[bool, ...] = ()
+    clears: int = 0  # while firing: quiet windows in a row (towards ``resolve_after``)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ def _annotate(rule: Rule, state: AlertState) -> AlertState:
 def _fire(rule: Rule, state: AlertState, now: datetime, reason: str) -> tuple[AlertState, Action]:
     fired = _annotate(
         rule,
-        replace(state, status="firing", starts_at=now, ends_at=None, last_notified_at=now),
+        replace(
+            state, status="firing", starts_at=now, ends_at=None, last_notified_at=now, clears=0
+        ),
     )
     return fired, Action("fire", fired, reason)
 
@@ -92,13 +98,26 @@ def _resolve(
     rule: Rule, state: AlertState, now: datetime, reason: str
 ) -> tuple[AlertState, list[Action]]:
     resolved = _annotate(
-        rule, replace(state, status="resolved", ends_at=now, active_since=None, no_data=False)
+        rule,
+        replace(
+            state,
+            status="resolved",
+            ends_at=now,
+            active_since=None,
+            no_data=False,
+            recent=(),
+            clears=0,
+        ),
     )
     return resolved, [Action("resolve", resolved, reason)]
 
 
 def _due_to_fire(rule: Rule, state: AlertState, now: datetime) -> bool:
-    return state.active_since is not None and now - state.active_since >= rule.for_
+    return (
+        state.active_since is not None
+        and sum(state.recent) >= rule.confirm
+        and now - state.active_since >= rule.for_
+    )
 
 
 def _renotify_due(rule: Rule, state: AlertState, now: datetime) -> bool:
@@ -110,9 +129,13 @@ def _renotify_due(rule: Rule, state: AlertState, now: datetime) -> bool:
 def observe(
     rule: Rule, state: AlertState, metric: MetricComputed, now: datetime
 ) -> tuple[AlertState, list[Action]]:
-    """Apply one metric that ``rule`` applies to. Older windows than seen are ignored."""
-    if state.observed_until is not None and metric.window_end < state.observed_until:
-        return state, []  # out of order: a newer window already decided
+    """Apply one metric that ``rule`` applies to. Older windows than seen are ignored, and
+    so, for rules on non-overlapping windows, are windows that overlap the last one."""
+    if state.observed_until is not None:
+        if metric.window_end < state.observed_until:
+            return state, []  # out of order: a newer window already decided
+        if rule.non_overlapping() and metric.window_start < state.observed_until:
+            return replace(state, last_seen=now), []  # shares rows with the last verdict
     breached = rule.breached(metric)
     state = replace(
         state,
@@ -126,13 +149,19 @@ def observe(
         # Data is back after a no-data alert: it resolves unless the data itself breaches,
         # in which case the same alert goes on firing (one incident, not two).
         state = replace(state, no_data=False)
-    if not breached:
-        if state.status == "pending":
-            return replace(state, status="inactive", active_since=None), []
-        if state.status == "firing":
-            return _resolve(rule, state, now, "metric recovered")
-        return state, []
-    return _breach(rule, state, now, [])
+    recent = (*state.recent, breached)[-rule.confirm_window :]
+    state = replace(state, recent=recent)
+    if state.status == "firing":
+        clears = 0 if rule.still_breached(metric) else state.clears + 1
+        state = replace(state, clears=clears)
+        if clears >= rule.resolve_after:
+            return _resolve(rule, state, now, f"quiet for {clears} window(s)")
+        return _breach(rule, state, now, [])
+    if breached:
+        return _breach(rule, state, now, [])
+    if state.status == "pending" and not any(recent):
+        return replace(state, status="inactive", active_since=None), []
+    return state, []  # pending goes on while a breach is among the last confirm_of windows
 
 
 def _breach(

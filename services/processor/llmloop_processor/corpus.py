@@ -1,7 +1,9 @@
-"""Synthetic prompts on fixed topics, for benchmarks and the statistical soundness tests.
+"""Synthetic prompts and answers on fixed topics, for benchmarks and the soundness tests.
 
 Combinatorial templates give thousands of distinct, natural-looking prompts per
-topic with no data download. Same seed, same texts.
+topic with no data download. Same seed, same texts. ``answer`` writes a reply in
+the topic's register, and ``near_duplicate`` the kind of copy that retries and
+impatient users produce (a changed letter case, punctuation, a "please").
 """
 
 from __future__ import annotations
@@ -57,6 +59,80 @@ TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
             "a Rust vector",
         ],
     ),
+    "support": (
+        [
+            "How do I {v} {o} {q}?",
+            "I need to {v} {o} {q}, can you help?",
+            "Why can't I {v} {o} {q}?",
+            "What happens if I {v} {o} {q}?",
+            "Is it possible to {v} {o} {q}?",
+        ],
+        ["update", "cancel", "change", "refund", "download", "dispute", "renew", "transfer"],
+        [
+            "my subscription",
+            "an invoice",
+            "my billing address",
+            "a duplicate charge",
+            "my payment method",
+            "the annual plan",
+            "a failed payment",
+            "my account email",
+            "a promo code",
+            "my order",
+            "the family plan",
+            "a gift card",
+        ],
+    ),
+    "gardening": (
+        [
+            "How do I {v} {o} {q}?",
+            "When is the right time to {v} {o} {q}?",
+            "What do I need to {v} {o} {q}?",
+            "Any advice on how to {v} {o} {q}?",
+            "My attempt to {v} {o} went badly, how do I do it {q}?",
+        ],
+        ["plant", "prune", "water", "repot", "fertilize", "propagate", "mulch", "harvest"],
+        [
+            "tomato seedlings",
+            "a rose bush",
+            "an apple tree",
+            "succulents",
+            "a lavender hedge",
+            "strawberries",
+            "a fig tree",
+            "basil",
+            "hydrangeas",
+            "a lemon tree",
+            "garlic bulbs",
+            "a lawn",
+        ],
+    ),
+}
+ANSWERS: dict[str, list[str]] = {
+    "cooking": [
+        "Preheat the oven, season well and give it time: {o} needs patience more than skill.",
+        "Start with good ingredients. For {o}, {v} gently and taste as you go.",
+        "The key with {o} is heat control: {v} it at medium heat and let it rest afterwards.",
+        "Here is a simple recipe: prepare {o}, {v} it for about forty minutes, then serve.",
+    ],
+    "programming": [
+        "Use the standard library: to {v} {o}, write a small function and test it first.",
+        "A common approach is to {v} {o} in batches, which keeps memory bounded.",
+        "Here is an example that shows how to {v} {o}; check the error handling carefully.",
+        "Profile before optimising. To {v} {o}, start with the simplest correct version.",
+    ],
+    "support": [
+        "You can {v} {o} from the Billing page in your account settings.",
+        "I'm sorry about the trouble. To {v} {o}, open Account, then Billing, then Manage.",
+        "Our team can {v} {o} for you within two business days; I've opened a ticket.",
+        "To {v} {o}, sign in, choose Payments and follow the steps; you'll get an email.",
+    ],
+    "gardening": [
+        "Water in the morning and {v} {o} in early spring, before new growth starts.",
+        "Give {o} full sun and well-drained soil; {v} it sparingly in the first weeks.",
+        "The best time to {v} {o} is after the last frost. Mulch to keep moisture in.",
+        "Use a sharp, clean tool to {v} {o}, and feed it with compost once a month.",
+    ],
 }
 QUALIFIERS = [
     "quickly",
@@ -84,3 +160,30 @@ def prompts(topic: str, n: int, seed: int = 0) -> list[str]:
         )
         for _ in range(n)
     ]
+
+
+def question(topic: str, rng: random.Random, subject: str | None = None) -> tuple[str, str]:
+    """One prompt about ``topic`` and its subject (a session keeps asking about one subject)."""
+    templates, verbs, objects = TOPICS[topic]
+    subject = subject or rng.choice(objects)
+    verb = rng.choice(verbs)
+    text = rng.choice(templates).format(v=verb, o=subject, q=rng.choice(QUALIFIERS))
+    return text, subject
+
+
+def answer(topic: str, prompt_subject: str, rng: random.Random) -> str:
+    """An answer in the topic's register about the prompt's subject."""
+    _, verbs, _ = TOPICS[topic]
+    return rng.choice(ANSWERS[topic]).format(v=rng.choice(verbs), o=prompt_subject)
+
+
+def near_duplicate(text: str, rng: random.Random) -> str:
+    """The same request again, as a retry or an impatient user writes it."""
+    edits = (
+        lambda t: t.lower(),
+        lambda t: t.rstrip("?.!") + "??",
+        lambda t: "Please: " + t,
+        lambda t: t + " Thanks!",
+        lambda t: t.replace(" ", "  ", 1),
+    )
+    return rng.choice(edits)(text)

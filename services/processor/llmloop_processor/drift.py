@@ -13,6 +13,13 @@ Embedding drift compares a reference window with the current one three ways:
   cross-validated) that tries to tell the windows apart: 0.5 means it cannot.
 
 Scalar features use PSI (reference-quantile bins) and the two-sample KS test.
+
+What an alert can rest on: the MMD permutation p-value (valid whatever the
+kernel approximation), its ``score`` (MMD² over the 95th percentile of the
+permutation null: a multiple of chance at this sample size, comparable across
+embedding models, unlike raw MMD²), and the classifier's out-of-fold AUC with a
+Mann-Whitney p-value. The centroid distance and PSI are descriptive: PSI is
+corrected for its small-sample expectation, the centroid distance is not.
 """
 
 from __future__ import annotations
@@ -29,17 +36,30 @@ Array = NDArray[np.floating]
 MEDIAN_SAMPLE = 500
 PSI_BINS = 10
 PSI_EPS = 1e-4
+PSI_MIN_PER_BIN = 10  # reference rows per bin, or fewer bins
+# A p-value at or below this after the first permutations (but not beyond all of them)
+# gets more of them, so a real drift reaches the p-values a multiplicity correction asks for.
+EXTEND_BELOW = 0.05
+NULL_QUANTILE = 0.95
 
 
 @dataclass(frozen=True)
 class MMDResult:
-    """MMD^2 (unbiased), its permutation p-value, and the kernel bandwidth used."""
+    """MMD^2 (unbiased), its permutation p-value, the null's scale and the bandwidth used."""
 
     mmd2: float
     p_value: float
     sigma: float
     n_ref: int
     n_cur: int
+    null_q95: float = float("nan")  # 95th percentile of MMD^2 over the permutations
+    permutations: int = 0
+
+    @property
+    def score(self) -> float:
+        """MMD^2 as a multiple of the null's 95th percentile: > 1 is beyond chance."""
+        scale = max(self.null_q95, 1e-12)
+        return self.mmd2 / scale
 
 
 def median_sigma(x: Array, y: Array, rng: np.random.Generator) -> float:
@@ -81,6 +101,7 @@ def mmd_test(
     cur: Array,
     *,
     permutations: int = 200,
+    max_permutations: int = 2_000,
     features: int = 1024,
     seed: int = 0,
 ) -> MMDResult:
@@ -90,6 +111,9 @@ def mmd_test(
         ref: reference sample, shape (m, d).
         cur: current sample, shape (n, d).
         permutations: label shuffles for the p-value; its resolution is 1/(permutations+1).
+        max_permutations: shuffles when the first ones put p at or below ``EXTEND_BELOW``
+            with some of them beyond the observed value: only borderline windows pay for
+            the finer resolution.
         features: random Fourier features; more is closer to the exact kernel.
         seed: fixes the features and the shuffles, so a window's result is reproducible.
     """
@@ -107,23 +131,39 @@ def mmd_test(
     observed = float(
         _mmd2u(sum_x, total - sum_x, diag[:m].sum(), diag_total - diag[:m].sum(), m, n)
     )
-    exceed = 0
+    null: list[np.ndarray] = []
     chunk = 64  # permutations per matrix product: bounded memory (chunk x (m+n))
-    for start in range(0, permutations, chunk):
-        k = min(chunk, permutations - start)
-        mask = np.zeros((k, m + n), dtype=np.float32)
-        for row in range(k):
-            mask[row, rng.permutation(m + n)[:m]] = 1.0
-        sx = mask @ phi
-        dx = mask @ diag
-        stats = _mmd2u(sx, total - sx, dx, diag_total - dx, m, n)
-        exceed += int(np.sum(stats >= observed))
+
+    def shuffle(count: int) -> None:
+        for start in range(0, count, chunk):
+            k = min(chunk, count - start)
+            mask = np.zeros((k, m + n), dtype=np.float32)
+            for row in range(k):
+                mask[row, rng.permutation(m + n)[:m]] = 1.0
+            sx = mask @ phi
+            dx = mask @ diag
+            null.append(_mmd2u(sx, total - sx, dx, diag_total - dx, m, n))
+
+    shuffle(permutations)
+    stats = np.concatenate(null)
+    exceed = int(np.sum(stats >= observed))
+    # Beyond every shuffle (exceed == 0), p is already at its floor 1/(permutations+1);
+    # only a borderline p gets the finer resolution, where it can change a verdict.
+    if (
+        max_permutations > permutations
+        and exceed
+        and (exceed + 1) / (permutations + 1) <= EXTEND_BELOW
+    ):
+        shuffle(max_permutations - permutations)
+        stats = np.concatenate(null)
     return MMDResult(
         mmd2=observed,
-        p_value=(exceed + 1) / (permutations + 1),
+        p_value=(int(np.sum(stats >= observed)) + 1) / (len(stats) + 1),
         sigma=sigma,
         n_ref=m,
         n_cur=n,
+        null_q95=float(np.quantile(stats, NULL_QUANTILE)),
+        permutations=len(stats),
     )
 
 
@@ -134,15 +174,22 @@ def centroid_cosine_distance(ref: Array, cur: Array) -> float:
     return 0.0 if denom == 0 else float(1.0 - np.dot(a, b) / denom)
 
 
-def classifier_auc(ref: Array, cur: Array, *, seed: int = 0, max_per_side: int = 5_000) -> float:
-    """ROC AUC of a linear classifier telling the windows apart (2-fold cross-validated).
+def classifier_auc(
+    ref: Array, cur: Array, *, seed: int = 0, max_per_side: int = 5_000
+) -> tuple[float, float]:
+    """ROC AUC of a linear classifier telling the windows apart, and its p-value.
 
-    Out-of-fold scores only, so an overfit classifier cannot claim drift. A ridge
-    classifier (closed form) rather than a logistic regression: the same linear
-    boundary for this purpose, 20-30x faster on 384-d embeddings.
+    Out-of-fold scores only (2-fold, stratified), so an overfit classifier cannot
+    claim drift; the p-value is the one-sided Mann-Whitney test that the current
+    window's out-of-fold scores rank above the reference's (AUC = U / (m n)).
+    Rows must already be one per duplicate cluster and session (see
+    ``exchangeable``): near-duplicates on both sides of a fold would let the
+    classifier recognise rows instead of windows. A ridge classifier (closed form)
+    rather than a logistic regression: the same linear boundary for this purpose,
+    20-30x faster on 384-d embeddings.
     """
+    from scipy.stats import mannwhitneyu
     from sklearn.linear_model import RidgeClassifier
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     rng = np.random.default_rng(seed)
@@ -156,21 +203,35 @@ def classifier_auc(ref: Array, cur: Array, *, seed: int = 0, max_per_side: int =
     scores = cross_val_predict(
         RidgeClassifier(alpha=1.0), x, y, cv=folds, method="decision_function"
     )
-    return float(roc_auc_score(y, scores))
+    test = mannwhitneyu(scores[y == 1], scores[y == 0], alternative="greater")
+    auc = float(test.statistic) / (len(cur) * len(ref))
+    return auc, float(test.pvalue)
 
 
 def psi(ref: Array, cur: Array, bins: int = PSI_BINS) -> float:
-    """Population stability index over the reference's quantile bins (0.1 notable, 0.25 big)."""
+    """Population stability index over reference-quantile bins, small-sample corrected.
+
+    At most one bin per ``PSI_MIN_PER_BIN`` reference rows, and NaN when fewer than
+    two bins remain (a feature with one or two values has no distribution to
+    compare). Two samples of one distribution give PSI about (bins - 1)(1/m + 1/n)
+    (its chi-square approximation), so that expectation is subtracted: 0 means no
+    more change than sampling explains. Descriptive: no shipped rule reads it.
+    """
     ref, cur = np.asarray(ref, dtype=float), np.asarray(cur, dtype=float)
     ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
-    if ref.size == 0 or cur.size == 0:
+    bins = min(bins, ref.size // PSI_MIN_PER_BIN)
+    if bins < 2 or cur.size == 0:
         return float("nan")
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
-    p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
-    q = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
+    k = len(edges) + 1
+    if k < 2:
+        return float("nan")
+    p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=k)
+    q = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=k)
     p = np.maximum(p / p.sum(), PSI_EPS)
     q = np.maximum(q / q.sum(), PSI_EPS)
-    return float(np.sum((q - p) * np.log(q / p)))
+    raw = float(np.sum((q - p) * np.log(q / p)))
+    return max(raw - (k - 1) * (1.0 / ref.size + 1.0 / cur.size), 0.0)
 
 
 def ks(ref: Array, cur: Array) -> tuple[float, float]:

@@ -109,6 +109,9 @@ def _metric(e: MetricComputed) -> dict[str, Any]:
         "window_end": e.window_end,
         "sample_size": e.sample_size,
         "p_value": e.p_value,
+        "p_value_raw": e.p_value_raw,
+        "reference_size": e.reference_size,
+        "rows_total": e.rows_total,
     }
 
 
@@ -235,6 +238,10 @@ METRICS = TableSpec(
         ("window_end", TS),
         ("sample_size", U32),
         ("p_value", F),
+        # Migration 0014 (issue 12): the raw p-value and the sizes behind a test.
+        ("p_value_raw", F),
+        ("reference_size", U32),
+        ("rows_total", U32),
     ),
     _metric,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from pydantic import Field
@@ -49,7 +50,9 @@ class ProcessorSettings(Settings):
         default=300.0, gt=0, description="Length of the current window the statistics cover."
     )
     processor_reference_size: int = Field(
-        default=1_000,
+        # 2,000 (the sample cap): a 10% topic shift at 1,000 per window is found in 100%
+        # of windows against 2,000 reference rows, 75% against 1,000 (bench/soundness.py).
+        default=2_000,
         ge=10,
         description="Reference = the first N events unless a baseline is pinned.",
     )
@@ -59,7 +62,39 @@ class ProcessorSettings(Settings):
     processor_min_samples: int = Field(
         default=30, ge=2, description="Windows with fewer events produce no statistics."
     )
+    processor_reference_mode: Literal["first_n", "rolling"] = Field(
+        default="first_n",
+        description="Without a pinned baseline: the first N events, or a rolling "
+        "reference (the window's hours, reference_offset earlier).",
+    )
+    processor_reference_offset_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="Rolling reference: how far back (a week: the same hours last week).",
+    )
+    processor_reference_span_s: float = Field(
+        default=3_600.0, gt=0, description="Rolling reference: its length, ending offset ago."
+    )
     processor_permutations: int = Field(default=200, ge=20, le=10_000)
+    processor_max_permutations: int = Field(
+        default=2_000,
+        ge=20,
+        le=100_000,
+        description="Permutations for a window whose first ones give p <= 0.05, so that "
+        "real drift reaches the p-values a multiplicity correction asks for.",
+    )
+    processor_near_duplicate: float = Field(
+        default=0.97,
+        gt=0,
+        le=1.0,
+        description="Cosine above which two rows of a window count once in drift tests.",
+    )
+    processor_feedback_settle_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Feedback metrics (rates, negative-feedback bias) describe the window "
+        "that ended this long ago, so that feedback on its completions had time to arrive.",
+    )
     processor_profiles: bool = Field(
         default=True, description="Keep a whylogs profile of each window's scalar features."
     )

@@ -4,35 +4,18 @@ Every ``interval`` the runner takes the window that just closed (aligned to the
 interval, so a restart recomputes the same window) for each (project, model,
 prompt_version) and publishes ``MetricComputed`` events to ``llmloop.metrics.v1``;
 the processor's sink writes them to the ``metrics`` table like any other event.
-Each metric's ``event_id`` is derived from its name, labels and window, so a
-window computed twice is stored once.
+What each metric is, its labels and unit: the metric catalogue
+(``llmloop.contracts.metrics``), which ``MetricSink`` enforces.
 
-Metric names and labels (stable: alert rules and dashboards use them). Every
-metric carries labels ``project``, ``model``, ``prompt_version``.
+What a test may rest on, per key and window:
 
-=============================  ========================================================
-name                           extra labels / meaning
-=============================  ========================================================
-drift_embedding_mmd            field=prompt|completion, reference=pinned|first_n;
-                               value MMD^2 (RBF, median heuristic), p_value permutation
-drift_embedding_centroid_cos   field; 1 - cosine(centroid_ref, centroid_cur)
-drift_embedding_domain_auc     field; ROC AUC of a classifier telling the windows apart
-drift_feature_psi              feature=<scalar>; population stability index
-drift_feature_ks               feature; KS statistic, p_value
-bias_gap                       attribute=<attr>|demographic:<family>, outcome=negative_feedback|
-                               toxicity|refusal|sentiment|length; max - min over
-                               segments, p_value chi-square (rates) / Kruskal (means)
-bias_ratio                     same labels; min / max (four-fifths rule: < 0.8)
-bias_segment_value             same labels + segment=<group>; the group's rate or mean
-feedback_thumbs_up_rate        share of thumbs up
-feedback_mean_score            mean score rescaled to [0, 1]
-feedback_correction_rate       corrections per completion
-negative_feedback_rate         share of thumbs down
-toxicity_rate                  share of enriched completions flagged toxic
-refusal_rate                   share of enriched completions that refuse
-latency_p95_ms                 95th percentile latency of every completion in the window
-cost_usd_per_hour              spend in the window, scaled to an hour
-=============================  ========================================================
+* drift compares the reference with the window after collapsing duplicates and
+  sessions (``exchangeable``), so a permutation p-value means what it says;
+* feedback outcomes (negative-feedback bias, feedback rates) describe the window
+  that ended ``processor_feedback_settle_s`` ago: late feedback is counted;
+* every p-value is Holm-adjusted over its family in the window (``metric_sink``);
+  overlapping windows are the alert rules' business (they evaluate windows that
+  do not overlap, see ``llmloop_alerting.state``).
 """
 
 from __future__ import annotations
@@ -41,24 +24,27 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from llmloop import topics
 from llmloop.bus import EventBus, Record
+from llmloop.contracts.metrics import FEEDBACK_OUTCOMES, MEAN_OUTCOMES, OUTCOMES
 from llmloop.events import MetricComputed, encode_event
 from llmloop.store import Store
-from llmloop_processor import bias, drift, windows
-from llmloop_processor.feedback import correction_rate, mean_score, thumbs_up_rate
+from llmloop_processor import bias, drift, exchangeable, windows
+from llmloop_processor.aggregates import feedback_metrics, traffic_metrics
+from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
 from llmloop_processor.settings import ProcessorSettings
 
+__all__ = ["Tests", "feedback_metrics", "traffic_metrics", "window_bounds", "window_metrics"]
+
 log = logging.getLogger(__name__)
 
-NAMESPACE = uuid.UUID("5b0c7f4e-8a51-4b7e-9a6e-4c1f0d2a9e11")
 DRIFT_FEATURES = (
     "prompt_chars",
     "completion_chars",
@@ -68,34 +54,25 @@ DRIFT_FEATURES = (
     "completion_toxicity",
 )
 MIN_EMBEDDED = 20
+FIELDS = ("prompt", "completion")
 
 
-class MetricSink:
-    """Collects the metrics of one window with ids that are stable across re-runs."""
+@dataclass(frozen=True)
+class Tests:
+    """How the tests of a window run (from ``ProcessorSettings``)."""
 
-    def __init__(self, base: dict[str, str], start: datetime, end: datetime) -> None:
-        self.base, self.start, self.end = base, start, end
-        self.metrics: list[MetricComputed] = []
+    permutations: int = 200
+    max_permutations: int = 2_000
+    near_duplicate: float = exchangeable.NEAR
+    min_group: int = bias.MIN_GROUP
+    collapse: bool = True  # False only to show what duplicates do to a test (the bench)
 
-    def add(self, name: str, value: float, n: int, p: float | None = None, **labels: str) -> None:
-        if value is None or not np.isfinite(value):
-            return
-        all_labels = {**self.base, **labels}
-        identity = (
-            f"{name}|{sorted(all_labels.items())}|{self.start.isoformat()}|{self.end.isoformat()}"
-        )
-        self.metrics.append(
-            MetricComputed(
-                event_id=uuid.uuid5(NAMESPACE, identity),
-                project_id=self.base["project"] or None,
-                name=name,
-                value=float(value),
-                labels=all_labels,
-                window_start=self.start,
-                window_end=self.end,
-                sample_size=int(n),
-                p_value=None if p is None or not np.isfinite(p) else min(max(float(p), 0.0), 1.0),
-            )
+    @classmethod
+    def from_settings(cls, s: ProcessorSettings) -> Tests:
+        return cls(
+            s.processor_permutations,
+            max(s.processor_max_permutations, s.processor_permutations),
+            s.processor_near_duplicate,
         )
 
 
@@ -105,46 +82,68 @@ def window_bounds(now: float, interval_s: float, window_s: float) -> tuple[datet
     return end - timedelta(seconds=window_s), end
 
 
+def _test_rows(w: windows.Window, field: str, tests: Tests) -> np.ndarray:
+    vectors = w.embeddings(field)
+    if not tests.collapse:
+        return np.arange(len(vectors))
+    return exchangeable.collapse(
+        vectors, w.text_hashes(field), w.embedded_groups(), tests.near_duplicate
+    )
+
+
 def drift_metrics(
     out: MetricSink,
     ref: windows.Window,
     cur: windows.Window,
     *,
     reference: str,
-    permutations: int,
+    tests: Tests,
     seed: int,
 ) -> None:
-    for field, a, b in (
-        ("prompt", ref.prompt_embeddings, cur.prompt_embeddings),
-        ("completion", ref.completion_embeddings, cur.completion_embeddings),
-    ):
+    for field in FIELDS:
+        a_all, b_all = ref.embeddings(field), cur.embeddings(field)
+        a = a_all[_test_rows(ref, field, tests)]
+        b = b_all[_test_rows(cur, field, tests)]
         if len(a) < MIN_EMBEDDED or len(b) < MIN_EMBEDDED:
             continue
-        n = len(a) + len(b)
-        mmd = drift.mmd_test(a, b, permutations=permutations, seed=seed)
-        out.add("drift_embedding_mmd", mmd.mmd2, n, mmd.p_value, field=field, reference=reference)
+        sizes = {"reference_size": len(a), "rows_total": len(b_all)}
+        labels = {"field": field, "reference": reference}
+        mmd = drift.mmd_test(
+            a,
+            b,
+            permutations=tests.permutations,
+            max_permutations=tests.max_permutations,
+            seed=seed,
+        )
+        out.add("drift_embedding_score", mmd.score, len(b), mmd.p_value, **sizes, **labels)
+        out.add("drift_embedding_mmd", mmd.mmd2, len(b), mmd.p_value, **sizes, **labels)
+        auc, auc_p = drift.classifier_auc(a, b, seed=seed)
+        out.add("drift_embedding_domain_auc", auc, len(b), auc_p, **sizes, **labels)
         out.add(
             "drift_embedding_centroid_cos",
             drift.centroid_cosine_distance(a, b),
-            n,
-            field=field,
-            reference=reference,
+            len(b),
+            **sizes,
+            **labels,
         )
-        out.add(
-            "drift_embedding_domain_auc",
-            drift.classifier_auc(a, b, seed=seed),
-            n,
-            field=field,
-            reference=reference,
-        )
+    # Scalars: one row per session and per prompt text, like the embeddings.
+    ref_rows = _scalar_rows(ref) if tests.collapse else np.arange(ref.size)
+    cur_rows = _scalar_rows(cur) if tests.collapse else np.arange(cur.size)
     for feature in DRIFT_FEATURES:
-        a, b = ref.scalars[feature], cur.scalars[feature]
-        n = int(np.sum(~np.isnan(a)) + np.sum(~np.isnan(b)))
-        if np.sum(~np.isnan(a)) < 2 or np.sum(~np.isnan(b)) < 2:
+        a, b = ref.scalars[feature][ref_rows], cur.scalars[feature][cur_rows]
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+        if len(a) < 2 or len(b) < 2:
             continue
-        out.add("drift_feature_psi", drift.psi(a, b), n, feature=feature, reference=reference)
+        sizes = {"reference_size": len(a), "rows_total": cur.size}
+        labels = {"feature": feature, "reference": reference}
+        out.add("drift_feature_psi", drift.psi(a, b), len(b), **sizes, **labels)
         stat, p = drift.ks(a, b)
-        out.add("drift_feature_ks", stat, n, p, feature=feature, reference=reference)
+        out.add("drift_feature_ks", stat, len(b), p, **sizes, **labels)
+
+
+def _scalar_rows(w: windows.Window) -> np.ndarray:
+    rows = np.arange(w.size)[exchangeable.first_of_each(w.group)]
+    return rows[exchangeable.first_of_each([w.prompt_hash[i] for i in rows])]
 
 
 def _groupings(cur: windows.Window) -> Iterator[tuple[str, list[str | None]]]:
@@ -162,116 +161,73 @@ def _groupings(cur: windows.Window) -> Iterator[tuple[str, list[str | None]]]:
         yield f"demographic:{family}", per_row
 
 
-def bias_metrics(out: MetricSink, cur: windows.Window, min_group: int) -> None:
-    outcomes = {
-        "negative_feedback": (cur.negative_feedback, bias.compare_rates),
-        "toxicity": (cur.toxic, bias.compare_rates),
-        "refusal": (cur.refusal, bias.compare_rates),
-        "sentiment": (cur.scalars["completion_sentiment"], bias.compare_means),
-        "length": (cur.scalars["completion_chars"], bias.compare_means),
-    }
+def _outcome_values(cur: windows.Window, outcome: str) -> np.ndarray:
+    return {
+        "negative_feedback": cur.negative_feedback,
+        "toxicity": cur.toxic,
+        "refusal": cur.refusal,
+        "sentiment": cur.scalars["completion_sentiment"],
+        "length": cur.scalars["completion_chars"],
+    }[outcome]
+
+
+def bias_metrics(
+    out: MetricSink, cur: windows.Window, min_group: int, outcomes: tuple[str, ...] = OUTCOMES
+) -> None:
     for attribute, groups in _groupings(cur):
         rows = np.array([g is not None for g in groups])
         if rows.sum() < 2 * min_group:
             continue
         labels = [g for g in groups if g is not None]
-        for outcome, (values, compare) in outcomes.items():
-            result = compare(labels, np.asarray(values)[rows], min_group=min_group)
+        for outcome in outcomes:
+            values = np.asarray(_outcome_values(cur, outcome))[rows]
+            if outcome in MEAN_OUTCOMES:
+                result = bias.compare_means(
+                    labels, values, min_group=min_group, relative=outcome == "length"
+                )
+            else:
+                result = bias.compare_rates(labels, values, min_group=min_group)
             if result is None:
                 continue
-            n = result.sample_size
-            out.add("bias_gap", result.gap, n, result.p_value, attribute=attribute, outcome=outcome)
-            out.add("bias_ratio", result.ratio, n, attribute=attribute, outcome=outcome)
-            for segment, value in result.values.items():
-                out.add(
-                    "bias_segment_value",
-                    value,
-                    result.sizes[segment],
-                    attribute=attribute,
-                    outcome=outcome,
-                    segment=segment,
-                )
+            tags = {"attribute": attribute, "outcome": outcome}
+            # Gated on the smallest group compared, never on a pooled total.
+            out.add("bias_gap", result.gap, result.smallest, result.p_value, **tags)
+            if result.ratio is not None:
+                out.add("bias_ratio", result.ratio, result.smallest, **tags)
+            for seg in result.segments:
+                n = min(seg.size, seg.rest_size)
+                out.add("bias_segment_gap", seg.effect, n, seg.p_value, segment=seg.segment, **tags)
+                out.add("bias_segment_value", seg.value, seg.size, segment=seg.segment, **tags)
 
 
-def feedback_metrics(store: Store, start: datetime, end: datetime) -> list[MetricComputed]:
-    """Thumbs-up rate, mean score and correction rate per (project, model, prompt_version)."""
-    dt = windows.DT
-    rows = store.query(
-        "SELECT c.project_id, c.model, c.prompt_version, f.kind, f.value, f.scale_min, f.scale_max "
-        "FROM feedback AS f INNER JOIN completions AS c "
-        "ON c.event_id = f.completion_id AND c.project_id = f.project_id "
-        f"WHERE f.ts >= {{start:{dt}}} AND f.ts < {{end:{dt}}}",
-        {"start": start, "end": end},
-    ).rows
-    counts = store.query(
-        "SELECT project_id, model, prompt_version, uniqExact(event_id) FROM completions "
-        f"WHERE ts >= {{start:{dt}}} AND ts < {{end:{dt}}} "
-        "GROUP BY project_id, model, prompt_version",
-        {"start": start, "end": end},
-    ).rows
-    by_key: dict[tuple[str, str, str], list[tuple]] = {}
-    for row in rows:
-        by_key.setdefault(tuple(row[:3]), []).append(row[3:])  # type: ignore[arg-type]
-    completions = {tuple(r[:3]): int(r[3]) for r in counts}
-    out: list[MetricComputed] = []
-    for key in sorted(set(by_key) | set(completions)):
-        project, model, version = key
-        sink = MetricSink(
-            {"project": project, "model": model, "prompt_version": version}, start, end
-        )
-        items = by_key.get(key, [])
-        thumbs = [v for kind, v, _, _ in items if kind == "thumbs"]
-        scores = [(v, lo, hi) for kind, v, lo, hi in items if kind == "score"]
-        corrections = sum(1 for kind, *_ in items if kind == "correction")
-        if (s := thumbs_up_rate(thumbs)) is not None:
-            sink.add("feedback_thumbs_up_rate", s.value, s.sample_size)
-            sink.add("negative_feedback_rate", 1.0 - s.value, s.sample_size)
-        if scores and (s := mean_score(*zip(*scores, strict=True))) is not None:
-            sink.add("feedback_mean_score", s.value, s.sample_size)
-        if (s := correction_rate(corrections, completions.get(key, 0))) is not None and items:
-            sink.add("feedback_correction_rate", s.value, s.sample_size)
-        out.extend(sink.metrics)
-    return out
+def window_metrics(
+    key: tuple[str, str, str],
+    start: datetime,
+    end: datetime,
+    *,
+    cur: windows.Window,
+    ref: windows.Window | None,
+    reference: str,
+    tests: Tests,
+    outcomes: tuple[str, ...] = OUTCOMES,
+    drift_cur: windows.Window | None = None,
+) -> list[MetricComputed]:
+    """Drift (when a reference is given) and bias of one key's window, p-values adjusted.
 
+    ``drift_cur``: the rows drift compares with the reference, when not all of ``cur``
+    (those after the first N events, while the window still holds them).
 
-def traffic_metrics(store: Store, start: datetime, end: datetime) -> list[MetricComputed]:
-    """What on-call watches per (project, model, prompt_version): latency p95, spend,
-    toxicity and refusal rates, over every completion of the window (not a sample)."""
-    dt = windows.DT
-    span = {"start": start, "end": end}
-    traffic = store.query(
-        "SELECT project_id, model, prompt_version, quantileExact(0.95)(latency_ms), "
-        "countIf(latency_ms IS NOT NULL) "
-        f"FROM completions WHERE ts >= {{start:{dt}}} AND ts < {{end:{dt}}} "
-        "GROUP BY project_id, model, prompt_version",
-        span,
-    ).rows
-    enriched = store.query(
-        # Cost from enrichment: the event's own, else the price table's.
-        "SELECT project_id, model, prompt_version, uniqExact(event_id), "
-        "uniqExactIf(event_id, toxic), uniqExactIf(event_id, refusal), "
-        "sum(cost_usd), countIf(cost_usd IS NOT NULL) "
-        f"FROM completion_enrichments WHERE ts >= {{start:{dt}}} AND ts < {{end:{dt}}} "
-        "GROUP BY project_id, model, prompt_version",
-        span,
-    ).rows
-    per_hour = 3600.0 / max((end - start).total_seconds(), 1.0)
-    sinks: dict[tuple[str, str, str], MetricSink] = {}
-
-    def sink(project: str, model: str, version: str) -> MetricSink:
-        labels = {"project": project, "model": model, "prompt_version": version}
-        return sinks.setdefault((project, model, version), MetricSink(labels, start, end))
-
-    for project, model, version, p95, timed in traffic:
-        if timed:
-            sink(project, model, version).add("latency_p95_ms", p95, timed)
-    for project, model, version, n, toxic, refused, cost, priced in enriched:
-        if n:
-            sink(project, model, version).add("toxicity_rate", toxic / n, n)
-            sink(project, model, version).add("refusal_rate", refused / n, n)
-        if priced:
-            sink(project, model, version).add("cost_usd_per_hour", cost * per_hour, priced)
-    return [m for s in sinks.values() for m in s.metrics]
+    The same function serves the timer and ``bench/soundness.py``, so the bench
+    measures what ships.
+    """
+    project, model, version = key
+    out = MetricSink({"project": project, "model": model, "prompt_version": version}, start, end)
+    if ref is not None:
+        seed = int(end.timestamp()) % 2**31  # reproducible per window
+        drift_metrics(out, ref, drift_cur or cur, reference=reference, tests=tests, seed=seed)
+    if outcomes:
+        bias_metrics(out, cur, tests.min_group, outcomes)
+    return out.metrics
 
 
 class StatsRunner:
@@ -289,39 +245,70 @@ class StatsRunner:
 
     def compute(self, start: datetime, end: datetime) -> list[MetricComputed]:
         s = self.settings
+        tests = Tests.from_settings(s)
+        settle = timedelta(seconds=s.processor_feedback_settle_s)
+        # Outcomes of the window itself; feedback ones are computed on the settled window.
+        now_outcomes = tuple(o for o in OUTCOMES if not settle or o not in FEEDBACK_OUTCOMES)
         metrics: list[MetricComputed] = []
         for key in windows.keys(self.store, start, end, s.processor_min_samples):
             cur = windows.current(self.store, key, start, end, s.processor_sample_cap)
-            ref, source = windows.reference(
-                self.store, key, s.processor_reference_size, s.processor_sample_cap
-            )
+            ref, source = self._reference(key, start, end)
             drift_cur = cur
             if source == "first_n" and ref.ts_max is not None and ref.ts_max >= start:
                 # The window still overlaps the first N events: compare only what came
                 # after them, or drift would be measured between copies of one sample.
                 after = ref.ts_max + timedelta(milliseconds=1)
                 drift_cur = windows.current(self.store, key, after, end, s.processor_sample_cap)
-            project, model, version = key
-            out = MetricSink(
-                {"project": project, "model": model, "prompt_version": version}, start, end
+            enough = (
+                ref.size >= s.processor_min_samples and drift_cur.size >= s.processor_min_samples
             )
-            if ref.size >= s.processor_min_samples and drift_cur.size >= s.processor_min_samples:
-                seed = int(end.timestamp()) % 2**31  # reproducible per window
-                drift_metrics(
-                    out,
-                    ref,
-                    drift_cur,
-                    reference=source,
-                    permutations=s.processor_permutations,
-                    seed=seed,
-                )
-            bias_metrics(out, cur, bias.MIN_GROUP)
-            metrics.extend(out.metrics)
+            metrics += window_metrics(
+                key,
+                start,
+                end,
+                cur=cur,
+                drift_cur=drift_cur,
+                ref=ref if enough else None,
+                reference=source,
+                tests=tests,
+                outcomes=now_outcomes,
+            )
             if s.processor_profiles:
                 write_profile(self.store, key, start, end, cur)
-        metrics.extend(feedback_metrics(self.store, start, end))
+        if settle:
+            s_start, s_end = start - settle, end - settle
+            for key in windows.keys(self.store, s_start, s_end, s.processor_min_samples):
+                settled = windows.current(self.store, key, s_start, s_end, s.processor_sample_cap)
+                metrics += window_metrics(
+                    key,
+                    s_start,
+                    s_end,
+                    cur=settled,
+                    ref=None,
+                    reference="",
+                    tests=tests,
+                    outcomes=FEEDBACK_OUTCOMES,
+                )
+        metrics.extend(feedback_metrics(self.store, start - settle, end - settle))
         metrics.extend(traffic_metrics(self.store, start, end))
         return metrics
+
+    def _reference(
+        self, key: tuple[str, str, str], start: datetime, end: datetime
+    ) -> tuple[windows.Window, str]:
+        s = self.settings
+        rolling = None
+        if s.processor_reference_mode == "rolling":
+            back = end - timedelta(seconds=s.processor_reference_offset_s)
+            rolling = (back - timedelta(seconds=s.processor_reference_span_s), back)
+        return windows.reference(
+            self.store,
+            key,
+            s.processor_reference_size,
+            s.processor_sample_cap,
+            rolling=rolling,
+            min_rows=s.processor_min_samples,
+        )
 
     async def tick(self) -> int:
         """Compute the window that closed last (once) and publish its metrics."""

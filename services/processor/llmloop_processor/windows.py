@@ -9,7 +9,7 @@ event id: a re-run of the same window reads the same sample.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,29 +32,43 @@ SCALARS = (
     "completion_toxicity",
 )
 DT = "DateTime64(3, 'UTC')"
+# The one definition of negative feedback on a completion (an aggregate over its
+# feedback rows): a thumbs down, a score in the lower half of its scale, or a correction.
+NEGATIVE = (
+    "toFloat64(max((kind = 'thumbs' AND value < 0) "
+    "OR (kind = 'score' AND value < (scale_min + scale_max) / 2) OR kind = 'correction'))"
+)
 
+_ENRICHED = """
+    SELECT * FROM completion_enrichments
+    WHERE project_id = {project:String} AND model = {model:String}
+      AND ({all_versions:Bool} OR prompt_version = {prompt_version:String}) AND {where}
+    ORDER BY {order} LIMIT 1 BY event_id LIMIT {cap:UInt32}
+"""
 _SELECT = f"""
 SELECT e.event_id AS event_id, e.ts AS ts, {", ".join("e." + c + " AS " + c for c in SCALARS)},
        e.toxic AS toxic, e.refusal AS refusal, e.attributes AS attributes,
        e.demographics AS demographics, e.embedded AS embedded,
        e.prompt_embedding AS prompt_embedding, e.completion_embedding AS completion_embedding,
-       f.negative AS negative_feedback
-FROM (
-    SELECT * FROM completion_enrichments
-    WHERE project_id = {{project:String}} AND model = {{model:String}}
-      AND ({{all_versions:Bool}} OR prompt_version = {{prompt_version:String}}) AND {{where}}
-    ORDER BY {{order}} LIMIT 1 BY event_id LIMIT {{cap:UInt32}}
-) AS e
+       f.negative AS negative_feedback,
+       c.prompt_hash AS prompt_hash, c.completion_hash AS completion_hash, c.grp AS grp
+FROM ({_ENRICHED}) AS e
 LEFT JOIN (
-    -- Negative: a thumbs down, a score in the lower half of its scale, or a correction.
-    SELECT completion_id,
-           toFloat64(max((kind = 'thumbs' AND value < 0)
-                         OR (kind = 'score' AND value < (scale_min + scale_max) / 2)
-                         OR kind = 'correction')) AS negative
+    SELECT completion_id, {NEGATIVE} AS negative
     FROM feedback
     WHERE project_id = {{project:String}} AND kind IN ('thumbs', 'score', 'correction')
     GROUP BY completion_id
 ) AS f ON f.completion_id = e.event_id
+LEFT JOIN (
+    -- What makes rows not exchangeable (see exchangeable.py): same text, same session.
+    SELECT event_id, cityHash64(prompt) AS prompt_hash, cityHash64(completion) AS completion_hash,
+           multiIf(session_id != '', concat('s:', session_id),
+                   user_id != '', concat('u:', user_id), '') AS grp
+    FROM completions
+    WHERE project_id = {{project:String}} AND model = {{model:String}}
+      AND event_id IN (SELECT event_id FROM ({_ENRICHED}))
+    LIMIT 1 BY event_id
+) AS c ON c.event_id = e.event_id
 SETTINGS join_use_nulls = 1
 """
 
@@ -72,10 +86,27 @@ class Window:
     prompt_embeddings: np.ndarray  # (k, 384) float32, only the embedded rows
     completion_embeddings: np.ndarray
     ts_max: datetime | None = None  # the newest completion in the sample
+    # Per row: text hashes (0 when unknown) and the session (or user) the row belongs
+    # to ('' when the app sent neither), for collapsing rows that are not exchangeable.
+    prompt_hash: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    completion_hash: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    group: list[str] = field(default_factory=list)
+    embedded: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def size(self) -> int:
         return len(self.toxic)
+
+    def text_hashes(self, which: str) -> np.ndarray:
+        """The ``prompt`` or ``completion`` hash of each embedded row."""
+        hashes = self.prompt_hash if which == "prompt" else self.completion_hash
+        return hashes[self.embedded]
+
+    def embedded_groups(self) -> list[str]:
+        return [g for g, e in zip(self.group, self.embedded, strict=True) if e]
+
+    def embeddings(self, which: str) -> np.ndarray:
+        return self.prompt_embeddings if which == "prompt" else self.completion_embeddings
 
 
 def read_arrow(store: Store, sql: str, params: dict[str, Any]) -> pa.Table:
@@ -125,7 +156,15 @@ def _window(table: pa.Table) -> Window:
         prompt_embeddings=_embeddings(table["prompt_embedding"], embedded),
         completion_embeddings=_embeddings(table["completion_embedding"], embedded),
         ts_max=pa.compute.max(table["ts"]).as_py(),
+        prompt_hash=_hashes(table["prompt_hash"]),
+        completion_hash=_hashes(table["completion_hash"]),
+        group=[g or "" for g in table["grp"].to_pylist()],
+        embedded=embedded,
     )
+
+
+def _hashes(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray([h or 0 for h in column.to_pylist()], dtype=np.uint64)
 
 
 def keys(
@@ -178,16 +217,33 @@ def baseline(store: Store, key: tuple[str, str, str | None]) -> tuple[datetime, 
 
 
 def reference(
-    store: Store, key: tuple[str, str, str | None], size: int, cap: int
+    store: Store,
+    key: tuple[str, str, str | None],
+    size: int,
+    cap: int,
+    *,
+    rolling: tuple[datetime, datetime] | None = None,
+    min_rows: int = 2,
 ) -> tuple[Window, str]:
-    """The reference sample: the pinned baseline, else the first ``size`` completions."""
+    """The reference sample and what it is: ``pinned`` (a baseline set with ``llmloop
+    baseline set``), ``rolling`` (the given earlier span, when it holds ``min_rows``),
+    else ``first_n`` (the key's first ``size`` completions)."""
     params = _key_params(key)
+    bounded = _SELECT.replace("{where}", f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}").replace(
+        "{order}", "cityHash64(event_id)"
+    )
     pinned = baseline(store, key)
     if pinned is not None:
-        sql = _SELECT.replace("{where}", f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}").replace(
-            "{order}", "cityHash64(event_id)"
+        table = read_arrow(
+            store, bounded, {**params, "start": pinned[0], "end": pinned[1], "cap": cap}
         )
-        table = read_arrow(store, sql, {**params, "start": pinned[0], "end": pinned[1], "cap": cap})
         return _window(table), "pinned"
+    if rolling is not None:
+        table = read_arrow(
+            store, bounded, {**params, "start": rolling[0], "end": rolling[1], "cap": cap}
+        )
+        window = _window(table)
+        if window.size >= min_rows:
+            return window, "rolling"
     sql = _SELECT.replace("{where}", "1").replace("{order}", "ts, event_id")
     return _window(read_arrow(store, sql, {**params, "cap": min(size, cap)})), "first_n"

@@ -17,7 +17,7 @@ receivers:
   - {name: hook, url: "${HOOK_URL:-http://127.0.0.1:1/x}"}
 rules:
   - name: drift
-    metric: embedding_drift_mmd
+    metric: drift_embedding_mmd
     match: {field: prompt}
     match_re: {model: "gpt-4o.*"}
     threshold: 0.05
@@ -31,7 +31,7 @@ rules:
 
 def metric(value: float, *, p: float | None = 0.001, n: int = 500, **labels: str) -> MetricComputed:
     return MetricComputed(
-        name="embedding_drift_mmd",
+        name="drift_embedding_mmd",
         value=value,
         p_value=p,
         sample_size=n,
@@ -120,14 +120,60 @@ def test_durations():
 def test_the_shipped_rule_set_is_valid_and_covers_the_issue():
     rules = load_rules(env={})
     assert {r.metric for r in rules.rules} == {
-        "drift_embedding_mmd",
-        "bias_gap",
+        "drift_embedding_score",
+        "bias_segment_gap",
         "toxicity_rate",
         "negative_feedback_rate",
         "latency_p95_ms",
         "cost_usd_per_hour",
     }
+    # One bias rule per outcome, each in that outcome's unit.
+    bias = {r.match["outcome"]: r for r in rules.rules if r.metric == "bias_segment_gap"}
+    assert set(bias) == {"negative_feedback", "toxicity", "refusal", "sentiment", "length"}
     assert not any(r.enabled for r in rules.receivers)  # no URL set: nothing is sent
+
+
+BAD_AGAINST_THE_CATALOGUE = [
+    ("metric: drift_embedding_mmd", "metric: embedding_drift_mmd", "metric: unknown metric"),
+    ("match: {field: prompt}", "match: {colour: red}", "match.colour: drift_embedding_mmd has no"),
+    ("match: {field: prompt}", "match: {field: answer}", "match.field: 'answer' is never a field"),
+    ('match_re: {model: "gpt-4o.*"}', "match_re: {feature: x}", "match_re.feature: "),
+    ("threshold: 0.05", "threshold: 7", "threshold: 7.0 is not a value of drift_embedding_mmd"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), BAD_AGAINST_THE_CATALOGUE)
+def test_the_catalogue_rejects_what_no_metric_could_match(old, new, expected):
+    with pytest.raises(RulesError) as info:
+        parse_rules(GOOD.replace(old, new), env={})
+    assert f"rules[0] 'drift': {expected}" in str(info.value)
+
+
+def test_units_that_depend_on_a_label_need_a_matcher_and_a_p_value_needs_a_test():
+    mixed = "rules: [{name: gap, metric: bias_segment_gap, op: '>', threshold: 0.1}]"
+    with pytest.raises(RulesError, match="different unit per outcome"):
+        parse_rules(mixed, env={})
+    sentiment = (
+        "rules: [{name: gap, metric: bias_segment_gap, match: {outcome: sentiment}, "
+        "op: '<', threshold: -3}]"
+    )
+    with pytest.raises(RulesError, match="unit sentiment_diff"):
+        parse_rules(sentiment, env={})
+    with pytest.raises(RulesError, match="p_value_below: latency_p95_ms carries no p-value"):
+        parse_rules(
+            "rules: [{name: l, metric: latency_p95_ms, threshold: 9, p_value_below: 0.01}]",
+            env={},
+        )
+    with pytest.raises(RulesError, match=r"resolve_threshold 0\.2 must not be beyond"):
+        parse_rules(
+            "rules: [{name: t, metric: toxicity_rate, threshold: 0.1, resolve_threshold: 0.2}]",
+            env={},
+        )
+    with pytest.raises(RulesError, match="confirm_of 1 must be at least confirm 2"):
+        parse_rules(
+            "rules: [{name: t, metric: toxicity_rate, threshold: 0.1, confirm: 2, confirm_of: 1}]",
+            env={},
+        )
 
 
 def test_rules_check_cli(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from llmloop.events import MetricComputed
@@ -106,3 +107,94 @@ def test_a_quiet_resolved_series_is_forgotten_after_a_week():
     state, _ = run(rule(), [(0, 0.2), (1, 0.0)])
     assert not forgettable(state, T0 + timedelta(days=6))
     assert forgettable(state, T0 + timedelta(days=8))
+
+
+# --- calibrated rules: k-of-m confirmation, non-overlapping windows, hysteresis ---------
+
+W = timedelta(minutes=5)
+
+
+def gap_metric(value: float, index: int, *, p: float = 0.001, step: timedelta = W, n: int = 200):
+    """The metric of the window ending ``index`` steps after T0, five minutes long."""
+    end = T0 + index * step
+    return MetricComputed(
+        name="bias_segment_gap",
+        value=value,
+        p_value=p,
+        labels={"model": "m", "attribute": "locale", "outcome": "negative_feedback"},
+        window_start=end - W,
+        window_end=end,
+        sample_size=n,
+        project_id="acme",
+    )
+
+
+def gap_rule(**overrides) -> Rule:
+    return Rule.model_validate(
+        {
+            "name": "gap",
+            "metric": "bias_segment_gap",
+            "match": {"outcome": "negative_feedback"},
+            "threshold": 0.1,
+            "p_value_below": 0.05,
+            "confirm": 2,
+            "confirm_of": 3,
+            "resolve_after": 3,
+            "resolve_threshold": 0.05,
+            "min_sample_size": 50,
+            **overrides,
+        }
+    )
+
+
+def feed(r: Rule, metrics: list[MetricComputed]) -> list[tuple[int, str]]:
+    state = new_state(r, metrics[0])
+    seen = []
+    for i, metric in enumerate(metrics):
+        state, actions = observe(r, state, metric, metric.window_end)
+        seen += [(i, a.kind) for a in actions]
+    return seen
+
+
+def test_two_breaches_among_three_windows_fire_and_one_alone_does_not():
+    r = gap_rule()
+    assert feed(r, [gap_metric(v, i) for i, v in enumerate([0.2, 0.0, 0.0, 0.2, 0.0])]) == []
+    fired = feed(r, [gap_metric(v, i) for i, v in enumerate([0.2, 0.0, 0.2, 0.0])])
+    assert fired == [(2, "fire")]
+
+
+def test_an_insignificant_window_is_no_breach_whatever_its_value():
+    r = gap_rule()
+    assert feed(r, [gap_metric(0.3, i, p=0.2) for i in range(5)]) == []
+    assert feed(r, [gap_metric(0.3, i, n=10) for i in range(5)]) == []
+
+
+def test_hysteresis_keeps_a_real_gap_firing_through_quiet_looking_windows():
+    """Fires once; a window under the threshold but above resolve_threshold, or two quiet
+    windows in a row, do not resolve it; three quiet ones do."""
+    r = gap_rule()
+    values = [0.2, 0.2, 0.08, 0.2, 0.0, 0.0, 0.07, 0.0, 0.0, 0.0]
+    assert feed(r, [gap_metric(v, i) for i, v in enumerate(values)]) == [
+        (1, "fire"),
+        (9, "resolve"),
+    ]
+
+
+def test_overlapping_windows_are_skipped_so_one_excursion_counts_once():
+    """Windows of five minutes every minute: the rule decides on every fifth only, so one
+    chance excursion that five overlapping windows share breaches once, and never
+    confirms itself."""
+    r = gap_rule()
+    minute = timedelta(minutes=1)
+    excursion = [gap_metric(0.3 if 5 <= i < 10 else 0.0, i, step=minute) for i in range(5, 30)]
+    assert feed(r, excursion) == []
+    state = new_state(r, excursion[0])
+    decided = []
+    for metric in excursion:
+        before = state.observed_until
+        state, _ = observe(r, state, metric, metric.window_end)
+        if state.observed_until != before:
+            decided.append(metric.window_end)
+    assert all(b - a == W for a, b in itertools.pairwise(decided))
+    # A rule on every window (windows: all) would have confirmed the same excursion.
+    assert feed(gap_rule(windows="all"), excursion)[0] == (1, "fire")

@@ -1,0 +1,1 @@
+"""Contracts that services and the composition share: the metric catalogue (more to come)."""
