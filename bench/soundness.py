@@ -22,7 +22,9 @@ detection rate with its 95% Wilson interval. Goals (issue 12):
 * no bias alert on length or sentiment without a real difference.
 
 ``--ablate`` adds the near-duplicate stream with collapsing turned off, to show
-what it protects against.
+what it protects against. ``--power`` prints, for each shipped rate-bias rule,
+the segment size (per window, five segments) at which one window detects a
+given true gap with 90% probability (the README quotes it).
 """
 
 from __future__ import annotations
@@ -84,7 +86,10 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=1500, help="questions per topic")
     parser.add_argument("--quick", action="store_true", help="a tenth of the trials, 2 hours")
     parser.add_argument("--ablate", action="store_true", help="also: collapsing turned off")
+    parser.add_argument("--power", action="store_true", help="only the bias power table")
     args = parser.parse_args()
+    if args.power:
+        return power_table()
     if args.quick:
         args.trials, args.null_trials, args.hours = 10, 2, 2.0
 
@@ -195,6 +200,47 @@ def main() -> int:
     for line in lines:
         print(line.row())
     print(f"\n{time.monotonic() - began:.0f} s in all")
+    return 0
+
+
+def power_table(sims: int = 2_000) -> int:
+    """Per-window detection probability of the rate-bias rules, by segment size."""
+    import numpy as np
+
+    from llmloop_alerting.rules import load_rules
+    from llmloop_processor.bias import two_proportions
+    from llmloop_processor.metric_sink import holm
+
+    rules = {
+        r.match.get("outcome"): r for r in load_rules().rules if r.metric == "bias_segment_gap"
+    }
+    cases = {"negative_feedback": (0.20, 0.15), "toxicity": (0.01, 0.04), "refusal": (0.05, 0.10)}
+    print("| rule | base rate | true gap | segment size for 90% per window | power at 100 |")
+    print("|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for outcome, (base, gap) in cases.items():
+        rule = rules[outcome]
+
+        def power(n: int, rule=rule, base=base, gap=gap) -> float:
+            # The segment-vs-rest tests of compare_rates, Holm over the five segments.
+            hits = 0
+            for _ in range(sims):
+                counts = rng.binomial(n, np.r_[base + gap, [base] * 4])
+                ps, effects = [], []
+                for i in range(5):
+                    rest = counts.sum() - counts[i]
+                    ps.append(two_proportions(counts[i], n, rest, 4 * n))
+                    effects.append(counts[i] / n - rest / (4 * n))
+                p = holm(ps)[0]
+                hits += effects[0] > rule.threshold and p < rule.p_value_below
+            return hits / sims
+
+        needed = next(
+            (n for n in (50, 100, 150, 200, 300, 400, 600, 800, 1200) if power(n) >= 0.9), None
+        )
+        print(
+            f"| {rule.name} | {base:.0%} | +{gap:.0%} | {needed or '> 1,200'} | {power(100):.0%} |"
+        )
     return 0
 
 

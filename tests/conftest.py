@@ -27,6 +27,14 @@ def store(tmp_path) -> Iterator[Store]:
 
 
 @pytest.fixture(scope="session")
+def embedder():
+    """The packaged MiniLM, loaded once per session (the model is imported on first use)."""
+    from llmloop_processor.embed import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
 def tansu() -> Iterator[TansuBroker]:
     """One Tansu broker (memory storage) for the session; tests use unique topics and groups."""
     with TansuBroker() as broker:

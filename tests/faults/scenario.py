@@ -16,23 +16,14 @@ from typing import Any
 
 import yaml
 
+from llmloop_processor.corpus import question
+
 MODEL = "support-bot"
-BILLING = [
-    "Why was I charged twice this month?",
-    "How do I update my credit card?",
-    "Can I get a refund for my annual plan?",
-    "Where can I download my invoices?",
-    "What does the pro plan cost per seat?",
-    "My payment failed, what should I do?",
-]
 BILLING_ANSWERS = [
     "You can find every invoice under Settings > Billing > Invoices.",
     "A duplicate charge is usually a pending authorization; it drops off in 3-5 days.",
     "Refunds for annual plans are prorated; I have opened a request for you.",
 ]
-# What the users ask about after the shift: nothing like billing.
-GARDEN = ["tomatoes", "roses", "an apple tree", "basil", "a lawn", "orchids", "potatoes"]
-TROUBLE = ["yellow leaves", "aphids", "root rot", "no flowers", "brown spots", "slow growth"]
 GOOD = ["glad", "to", "help", "here", "is", "a", "clear", "answer", "with", "steps"]
 BAD = ["go", "away", "not", "my", "problem", "figure", "it", "out", "yourself"]
 
@@ -54,7 +45,8 @@ def reference(client: Any, n: int = 120, seed: int = 0) -> Sent:
         sent.completions.append(
             client.log_completion(
                 model=MODEL,
-                prompt=f"{rng.choice(BILLING)} (ticket {i})",
+                # Distinct questions: the drift test counts each text (and near-copy) once.
+                prompt=question("support", rng)[0],
                 completion=rng.choice(BILLING_ANSWERS),
                 attributes={"locale": "en-US" if i % 2 else "de-DE"},
                 timestamp=start + timedelta(milliseconds=50 * i),
@@ -69,7 +61,7 @@ def drift(client: Any, n: int = 60, seed: int = 1) -> Sent:
     sent = Sent()
     for i in range(n):
         locale = "en-US" if i % 2 else "de-DE"
-        prompt = f"How do I save {rng.choice(GARDEN)} from {rng.choice(TROUBLE)}? ({i})"
+        prompt = question("gardening", rng)[0]
         good = client.log_completion(
             model=MODEL,
             prompt=prompt,
@@ -96,8 +88,9 @@ def rules(receiver_url: str) -> dict[str, Any]:
     shipped = yaml.safe_load(default_rules_path().read_text())
     shipped["receivers"] = [{"name": "hook", "type": "webhook", "url": receiver_url}]
     for rule in shipped["rules"]:
-        rule["for"] = "0s"
-        rule["receivers"] = ["hook"]
+        # Act on the first breaching window: a test has one drift window, not three.
+        rule.update({"for": "0s", "confirm": 1, "windows": "all", "receivers": ["hook"]})
+        rule.pop("confirm_of", None)
     return shipped
 
 

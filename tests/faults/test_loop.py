@@ -118,11 +118,11 @@ async def test_distributed_runtime(tmp_path: Path) -> None:
 def check_store(query: Any) -> list[str]:
     """Drift and bias metrics, the alert, the job and the gated version, as rows;
     returns the version's (version, gate_passed)."""
-    (mmd,) = query(
-        "SELECT max(value) FROM metrics WHERE name = 'drift_embedding_mmd' "
-        f"AND labels['model'] = '{scenario.MODEL}'"
+    (score,) = query(
+        "SELECT max(value), min(p_value) FROM metrics WHERE name = 'drift_embedding_score' "
+        f"AND labels['model'] = '{scenario.MODEL}' AND labels['field'] = 'prompt'"
     )
-    assert float(mmd[0]) > 0.05
+    assert float(score[0]) > 1.5 and float(score[1]) < 0.01  # what the shipped rule needs
     (gap,) = query(
         "SELECT max(value) FROM metrics WHERE name = 'bias_gap' AND labels['attribute'] = 'locale'"
     )

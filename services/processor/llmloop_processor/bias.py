@@ -118,7 +118,9 @@ def _split(
     return out, excluded, values, labels
 
 
-def _two_by_two(a: float, n1: int, b: float, n2: int) -> float:
+def two_proportions(a: float, n1: int, b: float, n2: int) -> float:
+    """p-value of a difference between a/n1 and b/n2: chi-square, or Fisher's exact test
+    when an expected count is below 5."""
     from scipy.stats import chi2_contingency, fisher_exact
 
     table = np.array([[a, n1 - a], [b, n2 - b]])
@@ -130,6 +132,18 @@ def _two_by_two(a: float, n1: int, b: float, n2: int) -> float:
     return float(chi2_contingency(table, correction=False).pvalue)
 
 
+def _chi2(successes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Pearson's chi-square of groups x {1, 0} tables; ``successes`` (..., groups)."""
+    total = sizes.sum()
+    column = successes.sum(axis=-1, keepdims=True)
+    expected_1 = sizes * column / total
+    expected_0 = sizes * (total - column) / total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = (successes - expected_1) ** 2 / expected_1
+        terms += ((sizes - successes) - expected_0) ** 2 / expected_0
+    return np.nansum(terms, axis=-1)
+
+
 def _omnibus_rates(split: dict[str, np.ndarray], rng: np.random.Generator) -> float:
     from scipy.stats import chi2_contingency
 
@@ -137,20 +151,17 @@ def _omnibus_rates(split: dict[str, np.ndarray], rng: np.random.Generator) -> fl
     if (table.sum(axis=0) == 0).any():
         return 1.0
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
-    observed = float(chi2_contingency(table, correction=False).statistic)
     if expected.min() >= 5:
         return float(chi2_contingency(table, correction=False).pvalue)
     # Small expected counts: the chi-square statistic's null by shuffling outcomes.
+    sizes = np.array([len(v) for v in split.values()], dtype=float)
+    observed = _chi2(table[:, 0].astype(float), sizes)
     pooled = np.concatenate(list(split.values()))
-    bounds = np.cumsum([len(v) for v in split.values()])[:-1]
-    exceed, draws = 0, MONTE_CARLO
-    for _ in range(draws):
-        parts = np.split(rng.permutation(pooled), bounds)
-        shuffled = np.array([[p.sum(), len(p) - p.sum()] for p in parts])
-        if (shuffled.sum(axis=0) == 0).any():
-            continue
-        exceed += float(chi2_contingency(shuffled, correction=False).statistic) >= observed
-    return (exceed + 1) / (draws + 1)
+    order = np.argsort(rng.random((MONTE_CARLO, len(pooled))), axis=1)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(int)
+    shuffled = np.add.reduceat(pooled[order], starts, axis=1)
+    exceed = int(np.sum(_chi2(shuffled, sizes) >= observed - 1e-9))
+    return (exceed + 1) / (MONTE_CARLO + 1)
 
 
 def compare_rates(
@@ -164,7 +175,7 @@ def compare_rates(
     segments = []
     for group, members in split.items():
         rest = values[labels != group]
-        p = _two_by_two(members.sum(), len(members), rest.sum(), len(rest))
+        p = two_proportions(members.sum(), len(members), rest.sum(), len(rest))
         rest_rate = float(rest.mean())
         segments.append(
             SegmentTest(

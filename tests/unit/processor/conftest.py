@@ -10,11 +10,6 @@ from llmloop_processor.embed import Embedder
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return Embedder()
-
-
-@pytest.fixture(scope="session")
 def topic_embeddings(embedder: Embedder) -> dict[str, np.ndarray]:
     """Unit-length MiniLM embeddings: 1,200 cooking prompts and 500 programming prompts."""
     return {
