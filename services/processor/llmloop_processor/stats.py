@@ -41,7 +41,7 @@ from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
 from llmloop_processor.settings import ProcessorSettings
 
-__all__ = ["Tests", "feedback_metrics", "traffic_metrics", "window_bounds", "window_metrics"]
+__all__ = ["StatsRunner", "Tests", "window_bounds", "window_metrics"]
 
 log = logging.getLogger(__name__)
 
