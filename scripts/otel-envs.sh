@@ -15,7 +15,9 @@ base=(openai httpx opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)
 
 requirements() {
   case "$1" in
-    genai-openai) echo "opentelemetry-instrumentation-genai-openai==1.3b0" ;;
+    # With OpenLLMetry's own OpenAI instrumentation beside it (another module name), for
+    # the test of two instrumentations on one client.
+    genai-openai) echo "opentelemetry-instrumentation-genai-openai==1.3b0 opentelemetry-instrumentation-openai" ;;
     # util-genai 1.x removed a module that 2.4b0 imports.
     openai-v2) echo "opentelemetry-instrumentation-openai-v2==2.4b0 opentelemetry-util-genai==0.4b0" ;;
     # The SDK's own dependencies minus the other vendors' instrumentations (one of

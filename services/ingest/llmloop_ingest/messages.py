@@ -296,8 +296,15 @@ def openinference(attrs: dict[str, Any], prefix: str, default_role: str) -> list
 
 def from_attributes(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Prompt messages and output messages (choices) from a span's or record's attributes."""
-    prompt = system_instructions(attrs.get(semconv.SYSTEM_INSTRUCTIONS))
-    prompt += from_semconv(attrs.get(semconv.INPUT_MESSAGES))
+    given = from_semconv(attrs.get(semconv.INPUT_MESSAGES))
+    # Some emitters (OpenLIT 1.45) write the system message both as instructions and as
+    # the first input message: it is one message.
+    system = [
+        m
+        for m in system_instructions(attrs.get(semconv.SYSTEM_INSTRUCTIONS))
+        if not any(g["role"] == "system" and g["content"] == m["content"] for g in given)
+    ]
+    prompt = system + given
     choices = from_semconv(attrs.get(semconv.OUTPUT_MESSAGES), "assistant")
     for prefix in semconv.INDEXED_PROMPTS:
         if len(prompt) == 0:

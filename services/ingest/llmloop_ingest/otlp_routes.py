@@ -154,7 +154,11 @@ async def _publish(
     counts["invalid"] += len(refused)
     for outcome, n in counts.items():
         metrics.otlp_items.labels(signal, outcome).inc(n)
-    log.info("otlp %s: %s", signal, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+    # INFO when something was refused (every refusal is one a user must hear about);
+    # an export that went through is DEBUG: exporters without batching send one per span.
+    level = logging.INFO if counts["invalid"] or counts["unjoinable"] else logging.DEBUG
+    log.log(level, "otlp %s: %s", signal, summary)
     if not checked.errors:
         return 0, ""
     first = checked.errors[0]

@@ -148,6 +148,7 @@ INDEXED_COMPLETIONS = ("gen_ai.completion", "llm.completions")  # [traceloop]
 # ``.tool_calls.M.tool_call.{id,function.name,function.arguments}``.
 OI_INPUT = "llm.input_messages"
 OI_OUTPUT = "llm.output_messages"
+OI_INVOCATION_PARAMETERS = "llm.invocation_parameters"  # [oi] JSON: the request's model ...
 # Whole-prompt attributes of older OpenLIT versions and span events (plain text).
 LEGACY_PROMPT = "gen_ai.prompt"  # [openlit] event gen_ai.content.prompt, attribute
 LEGACY_COMPLETION = "gen_ai.completion"  # [openlit] event gen_ai.content.completion

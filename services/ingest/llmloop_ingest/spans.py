@@ -89,6 +89,14 @@ def _span_events(span: Span, prompt: list[Any], choices: list[Any]) -> None:
         prompt += from_events
 
 
+def _invocation_model(attrs: dict[str, Any]) -> str | None:
+    """OpenInference keeps the request's parameters, model included, as one JSON object."""
+    params = attrs.get(semconv.OI_INVOCATION_PARAMETERS)
+    decoded = messages.decode_object(params) if isinstance(params, str) else None
+    model = decoded.get("model") if decoded else None
+    return model if isinstance(model, str) and model else None
+
+
 def _error(span: Span, attrs: dict[str, Any]) -> str | None:
     error = semconv.first(attrs, "error_type")
     if error is None and span.status.code == Status.STATUS_CODE_ERROR:
@@ -114,7 +122,7 @@ def span_to_event(span: Span, resource: dict[str, Any]) -> tuple[str, dict[str, 
     if outcome != "completion":
         return outcome, None
     trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
-    request_model = semconv.first(attrs, "request_model")
+    request_model = semconv.first(attrs, "request_model") or _invocation_model(attrs)
     response_model = semconv.first(attrs, "response_model")
     event: dict[str, Any] = {
         "type": "completion",
@@ -197,4 +205,30 @@ def request_to_events(request: ExportTraceServiceRequest) -> Mapped:
                 if response_id:
                     by_response[response_id] = len(out.events)
                 out.events.append(event)
+    out.events = _without_nested_copies(out.events, out.spans)
     return out
+
+
+def _without_nested_copies(
+    events: list[dict[str, Any]], spans: Counter[str]
+) -> list[dict[str, Any]]:
+    """Drops an inference span nested in an inference span of the same model: one call
+    that two instrumentations recorded (a failed call has no response id to tell it by).
+
+    A model call never contains another call of the same model; an agent or a
+    workflow around calls is not an inference span, so it never counts here.
+    """
+    by_span = {e["span_id"]: i for i, e in enumerate(events) if e.get("span_id")}
+    dropped: set[int] = set()
+    for i, event in enumerate(events):
+        parent = by_span.get(event.get("parent_id"))
+        if parent is None or parent in dropped or i in dropped:
+            continue
+        outer = events[parent]
+        same_model = (outer.get("request_model") or outer["model"]) == (
+            event.get("request_model") or event["model"]
+        )
+        if same_model:
+            dropped.add(i if richness(outer) >= richness(event) else parent)
+            spans["duplicate"] += 1
+    return [e for i, e in enumerate(events) if i not in dropped]

@@ -118,7 +118,7 @@ async def test_invalid_spans_are_counted_in_partial_success(bus, keys, tmp_path)
             [attr("gen_ai.request.model", "m"), attr("gen_ai.usage.input_tokens", -1)],
         ),
         span(  # an inference by its operation name, content or not
-            "eee19b7ec3c1b174",
+            "eee19b7ec3c1b175",
             [attr("gen_ai.operation.name", "chat"), attr("gen_ai.request.model", "m")],
         ),
     )

@@ -313,3 +313,14 @@ async def test_evaluation_span_events_become_judge_feedback(bus, keys, tmp_path)
     )
     assert feedback.comment == "Off topic."
     assert feedback.metadata["otel.trace_id"] == TRACE
+
+
+async def test_a_failed_call_recorded_by_two_instrumentations_is_stored_once(bus, keys, tmp_path):
+    outer = chat("0000000000000001", attr("error.type", "RateLimitError"))
+    inner = chat("0000000000000002", attr("error.type", "openai.RateLimitError"))
+    inner["parentSpanId"] = "0000000000000001"  # the second instrumentation's span
+    agent = chat("0000000000000003", operation="invoke_agent")
+    inside_agent = chat("0000000000000004")
+    inside_agent["parentSpanId"] = "0000000000000003"  # an agent's call is its own
+    _, events, _ = await send(bus, keys, tmp_path, export(outer, inner, agent, inside_agent))
+    assert [e.span_id for e in events] == ["0000000000000001", "0000000000000004"]
