@@ -32,23 +32,41 @@ opentelemetry-instrumentation-threading opentelemetry-instrumentation-urllib3" ;
   esac
 }
 
-names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(genai-openai openai-v2 traceloop openlit openinference)
-for name in "${names[@]}"; do
+build() {
+  local name="$1" env="$root/$1" reqs want
   reqs="$(requirements "$name")"
-  env="$root/$name"
   want="$(echo "${base[*]} $reqs" | sha256sum | cut -d' ' -f1)"
   if [ -f "$env/.stamp" ] && [ "$(cat "$env/.stamp")" = "$want" ]; then
-    continue
+    return 0
   fi
-  echo "building $env (first time: about a minute)..." >&2
+  echo "building $env..." >&2
   rm -rf "$env"
   "$python" -m venv "$env"
-  pip=("$env/bin/python" -m pip install --quiet --disable-pip-version-check)
+  local pip=("$env/bin/python" -m pip install --quiet --disable-pip-version-check)
   # shellcheck disable=SC2086  # the requirement lines are word lists
   "${pip[@]}" "${base[@]}" $reqs
   if [ "$name" = traceloop ]; then
     "${pip[@]}" --no-deps "traceloop-sdk==0.62.4"
   fi
   echo "$want" > "$env/.stamp"
+}
+
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(genai-openai openai-v2 traceloop openlit openinference)
+mkdir -p "$root"
+# In parallel: each build waits mostly on downloads (about a minute each, one at a time).
+pids=()
+for name in "${names[@]}"; do
+  requirements "$name" > /dev/null
+  build "$name" > "$root/$name.log" 2>&1 &
+  pids+=($!)
 done
+failed=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    echo "building $root/${names[$i]} failed:" >&2
+    tail -20 "$root/${names[$i]}.log" >&2
+    failed=1
+  fi
+done
+exit "$failed"
