@@ -215,7 +215,9 @@ def embeddings() -> None:
 
 def evaluate() -> None:
     """A judge's verdict on the first chat call, as the conventions' log event."""
-    judged = genai_spans.ended[0].context
+    judged_span = genai_spans.ended[0]
+    judged = judged_span.context
+    response_id = (judged_span.attributes or {}).get("gen_ai.response.id")
     logs.get_logger("conformance").emit(
         _logs.LogRecord(
             timestamp=time.time_ns(),
@@ -228,6 +230,7 @@ def evaluate() -> None:
                 "gen_ai.evaluation.score.value": 0.75,
                 "gen_ai.evaluation.score.label": "relevant",
                 "gen_ai.evaluation.explanation": "Answers the question.",
+                **({"gen_ai.response.id": response_id} if response_id else {}),
             },
         )
     )

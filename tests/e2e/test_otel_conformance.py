@@ -237,9 +237,8 @@ def test_instrumented_client_is_stored_field_by_field(envs, up, fake, library, m
             t=traces["tools"],
         )
         assert sorted(r["n"] for r in ids) == [1, 1]
-        # The verdict below names the span it judged, which may be the copy that was
-        # dropped: joining it to the kept copy is not done (see the README).
-        return
+        # The verdict below may name the copy that was dropped: the writer points it
+        # at the stored one by the response id it carries.
     # The judge's verdict on the first call (a gen_ai.evaluation.result log record).
     (verdict,) = wait_rows(
         up,

@@ -24,10 +24,16 @@ from llmloop_ingest.otlp import NAMESPACE, attributes, completion_id
 def evaluation(
     attrs: dict[str, Any], trace_id: str, span_id: str, time_unix_nano: int
 ) -> dict[str, Any] | None:
-    """The feedback event dict of one evaluation result, or None when it judges no span."""
-    if not span_id:
-        return None
+    """The feedback event dict of one evaluation result, or None when it names no call.
+
+    Without a span id, the response id names the call: the feedback gets a
+    placeholder completion id and the processor's writer points it at the stored
+    completion of that response.
+    """
     names = semconv.EVALUATION
+    response_id = attrs.get(names["response_id"])
+    if not span_id and not response_id:
+        return None
     name, label = attrs.get(names["name"]), attrs.get(names["label"])
     explanation = attrs.get(names["explanation"])
     score = attrs.get(names["score"])
@@ -35,12 +41,16 @@ def evaluation(
     event: dict[str, Any] = {
         "type": "feedback",
         "event_id": str(event_id),
-        "completion_id": str(completion_id(trace_id, span_id)),
+        "completion_id": str(
+            completion_id(trace_id, span_id)
+            if span_id
+            else uuid.uuid5(NAMESPACE, f"response/{response_id}")
+        ),
         "source": "judge",
         "metadata": {"otel.trace_id": trace_id, "otel.span_id": span_id},
     }
-    if attrs.get(names["response_id"]):
-        event["metadata"]["gen_ai.response.id"] = as_text(attrs[names["response_id"]])[:256]
+    if response_id:
+        event["metadata"]["gen_ai.response.id"] = as_text(response_id)[:256]
     if name:
         event["evaluation"] = as_text(name)[:256]
     if label not in (None, ""):

@@ -111,7 +111,9 @@ def logs_to_events(request: ExportLogsServiceRequest) -> tuple[list[dict[str, An
                     found = evaluation(attrs, trace_id, span_id, record.time_unix_nano)
                     if found is None:
                         counts["unjoinable"] += 1
-                        log.info("otlp logs: refused an evaluation result: it names no span")
+                        log.info(
+                            "otlp logs: refused an evaluation result: it names no span or response"
+                        )
                     else:
                         feedback.append(found)
                     continue

@@ -14,6 +14,11 @@ whichever came first:
   content always wins and a replay changes nothing).
 
 Content is merged only into what the span left empty.
+
+Judge feedback (``gen_ai.evaluation.result``) names the span it judged, and
+maybe the response id. When that span's completion is not stored (it was the
+second instrumentation's copy, dropped as a duplicate, or the verdict named no
+span), the feedback is pointed at the stored completion of that response.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from llmloop.events import ChatMessage, CompletionContentLogged, CompletionLogged
+from llmloop.events import ChatMessage, CompletionContentLogged, CompletionLogged, FeedbackGiven
 from llmloop.store import Store
 from llmloop_processor.rows import TableSpec, _common, _schema, messages_json
 
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 # How far apart a span and its log records may be stamped: the span is stamped at
 # its start, the records when they were emitted, retries may come days later.
 JOIN_WINDOW = timedelta(days=7)
+RESPONSE_ID = "gen_ai.response.id"  # the feedback metadata entry ingest fills
 
 
 def _content_row(e: CompletionContentLogged) -> dict[str, Any]:
@@ -152,6 +158,40 @@ class ContentJoin:
             )
             for r in rows
         ]
+
+    def link_feedback(self, feedback: list[FeedbackGiven]) -> list[FeedbackGiven]:
+        """Feedback naming a response whose named completion is not stored, re-pointed."""
+        named = [f for f in feedback if isinstance(f.metadata.get(RESPONSE_ID), str)]
+        if not named:
+            return feedback
+        window = {
+            "lo": min(f.timestamp for f in named) - JOIN_WINDOW,
+            "hi": max(f.timestamp for f in named) + JOIN_WINDOW,
+        }
+        stored = self.store.query(
+            "SELECT project_id, event_id FROM completions WHERE ts BETWEEN "
+            "{lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
+            "AND event_id IN {ids:Array(UUID)}",
+            {**window, "ids": [f.completion_id for f in named]},
+        ).rows
+        present = {(r[0], r[1]) for r in stored}
+        lost = [f for f in named if (f.project_id or "", f.completion_id) not in present]
+        if not lost:
+            return feedback
+        found = self.store.query(
+            "SELECT project_id, response_id, min(event_id) FROM completions WHERE ts BETWEEN "
+            "{lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
+            "AND response_id IN {rids:Array(String)} GROUP BY project_id, response_id",
+            {**window, "rids": sorted({f.metadata[RESPONSE_ID] for f in lost})},
+        ).rows
+        by_response = {(r[0], r[1]): r[2] for r in found}
+        lost_ids = {f.event_id for f in lost}
+        out = []
+        for f in feedback:
+            target = by_response.get((f.project_id or "", f.metadata.get(RESPONSE_ID)))
+            relink = f.event_id in lost_ids and target is not None and target != f.completion_id
+            out.append(f.model_copy(update={"completion_id": target}) if relink else f)
+        return out
 
     def complete_stored(
         self, contents: Sequence[CompletionContentLogged], inserted_now: set[tuple[str, Any]]

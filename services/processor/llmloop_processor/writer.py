@@ -49,8 +49,8 @@ class StoreWriter:
         result = WriteResult()
         # Content is written before completions (the join finds it in the table or
         # the batch either way); completions before the rest, as before.
-        order = {"completion_content": 0, "completion": 1}
-        for event in sorted(events, key=lambda e: order.get(e.type, 2)):
+        order = {"completion_content": 0, "completion": 1, "feedback": 2}
+        for event in sorted(events, key=lambda e: order.get(e.type, 3)):
             same_type = by_type.setdefault(event.type, {})
             key = (event.project_id or "", event.event_id)
             if key in same_type:
@@ -68,6 +68,8 @@ class StoreWriter:
                 new = self._new_responses(new, result)  # type: ignore[arg-type]
                 new = self.join.fill(new, contents)  # type: ignore[arg-type]
                 inserted_completions = {(e.project_id or "", e.event_id) for e in new}
+            if event_type == "feedback":  # after the completions: the batch's are stored
+                new = self.join.link_feedback(new)  # type: ignore[arg-type]
             if not new:
                 continue
             result.inserted[spec.table] = self.store.insert(spec.table, spec.to_arrow(new))

@@ -226,3 +226,26 @@ async def test_the_sdk_default_batch_of_512_long_spans_is_accepted(bus, keys, tm
     assert response.status_code == 200 and response.content == b""
     events = [parse_event(m.value) for m in await published(bus)]
     assert len(events) == 512 and events[0].prompt == long_prompt
+
+
+async def test_an_evaluation_naming_only_a_response_is_kept_for_the_writer_to_join(
+    bus, keys, tmp_path
+):
+    body = logs(
+        record(
+            "gen_ai.evaluation.result",
+            attributes=[
+                attr("gen_ai.evaluation.name", "helpful"),
+                attr("gen_ai.evaluation.score.label", "yes"),
+                attr("gen_ai.response.id", "chatcmpl-5"),
+            ],
+            span="",
+        ),
+        record(
+            "gen_ai.evaluation.result", attributes=[attr("gen_ai.evaluation.name", "x")], span=""
+        ),
+    )
+    response, (feedback,), _ = await post(bus, keys, tmp_path, "/v1/otlp/v1/logs", body)
+    assert response.json()["partialSuccess"]["rejectedLogRecords"] == "1"  # names nothing
+    assert feedback.metadata["gen_ai.response.id"] == "chatcmpl-5"
+    assert (feedback.evaluation, feedback.label) == ("helpful", "yes")

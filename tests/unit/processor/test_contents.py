@@ -121,3 +121,32 @@ def test_cost_prices_cached_input_tokens_apart():
     discounted = cost_usd(cached, 1000, 100, price, (1.25, 2.5))
     assert full == (1000 * 2.5 + 100 * 10) / 1e6
     assert discounted == (200 * 2.5 + 800 * 1.25 + 100 * 10) / 1e6
+
+
+def test_feedback_on_a_dropped_copy_or_naming_only_a_response_finds_the_stored_call(store):
+    from llmloop.events import ScoreFeedback
+
+    writer = StoreWriter(store)
+    writer.write([span_completion(1, response_id="chatcmpl-1", prompt="a")])
+
+    def verdict(completion: uuid.UUID, **metadata) -> ScoreFeedback:
+        return ScoreFeedback(
+            project_id="shop",
+            timestamp=T0,
+            completion_id=completion,
+            source="judge",
+            value=0.5,
+            metadata=metadata,
+        )
+
+    writer.write(
+        [
+            verdict(uuid.UUID(int=2), **{"gen_ai.response.id": "chatcmpl-1"}),  # dropped copy
+            verdict(uuid.UUID(int=3)),  # nothing to go by: kept as sent
+            verdict(uuid.UUID(int=1), **{"gen_ai.response.id": "chatcmpl-1"}),  # as sent
+        ]
+    )
+    found = store.query("SELECT completion_id FROM feedback ORDER BY ts, completion_id").rows
+    assert sorted(str(r[0]) for r in found) == sorted(
+        [str(uuid.UUID(int=1)), str(uuid.UUID(int=1)), str(uuid.UUID(int=3))]
+    )
