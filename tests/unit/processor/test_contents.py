@@ -150,3 +150,14 @@ def test_feedback_on_a_dropped_copy_or_naming_only_a_response_finds_the_stored_c
     assert sorted(str(r[0]) for r in found) == sorted(
         [str(uuid.UUID(int=1)), str(uuid.UUID(int=1)), str(uuid.UUID(int=3))]
     )
+
+
+def test_the_enricher_reads_content_that_came_first_as_log_records(store):
+    from llmloop_processor.embed import Sampler
+    from llmloop_processor.enrich import Enricher
+    from llmloop_processor.enrichment import EnrichmentWriter
+
+    StoreWriter(store).write([content(1)])
+    EnrichmentWriter(store, Enricher(None, Sampler(1.0))).write([span_completion(1)])
+    found = store.query("SELECT prompt_chars FROM completion_enrichments").rows
+    assert [r[0] for r in found] == [len("true")]
