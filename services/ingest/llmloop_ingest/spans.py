@@ -128,7 +128,8 @@ def span_to_event(span: Span, resource: dict[str, Any]) -> tuple[str, dict[str, 
         "type": "completion",
         "event_id": str(completion_id(trace_id, span_id)),
         # A span without a model attribute is still a call: kept, as model "unknown".
-        "model": str(response_model or request_model or "unknown")[:256],
+        # Not cut to length: a model name past the limit is refused in partial_success.
+        "model": str(response_model or request_model or "unknown"),
         "prompt": prompt_value(prompt),
         "completion": choices[0]["content"] if choices else "",
         "trace_id": trace_id or None,
