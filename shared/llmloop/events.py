@@ -135,14 +135,46 @@ class Event(BaseModel):
         return self.event_id.bytes
 
 
+# Added within v1 (issue 13, OpenTelemetry GenAI): the structured parts of a message
+# as the GenAI semantic conventions define them (gen_ai.input.messages /
+# gen_ai.output.messages), so a tool call, a tool result, reasoning, an image or a
+# file reference is kept as what it is instead of being flattened into the text.
+class MessagePart(BaseModel):
+    """One part of a chat message: ``text``, ``tool_call``, ``tool_call_response``,
+    ``reasoning``, ``blob``, ``uri``, ``file`` (or another type, kept as sent).
+
+    Text is verbatim, never JSON-decoded. ``arguments`` and ``response`` hold a tool
+    call's arguments and result as JSON text (a string sent as a string stays as sent).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Name
+    content: Text | None = Field(
+        default=None, description="text and reasoning: the text; blob: base64 data."
+    )
+    id: OptionalName = Field(default=None, description="The tool call's id.")
+    name: OptionalName = Field(default=None, description="The tool's name.")
+    arguments: Text | None = None
+    response: Text | None = None
+    mime_type: OptionalName = None
+    modality: OptionalName = None
+    uri: Annotated[str, StringConstraints(max_length=8192)] | None = None
+    file_id: OptionalName = None
+
+
 class ChatMessage(BaseModel):
     """One message of a chat prompt (OpenAI-style roles)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: Text
+    content: Text = Field(description="The text of the message (its text parts only).")
     name: OptionalName = None
+    # Added within v1 (issue 13): the message's parts when it has more than text.
+    parts: Annotated[list[MessagePart], Field(max_length=MAX_MESSAGES)] | None = None
+    # Added within v1 (issue 13): why the model stopped, on an output message (a choice).
+    finish_reason: OptionalName = None
 
 
 class CompletionLogged(Event):
@@ -171,12 +203,69 @@ class CompletionLogged(Event):
     )
     metadata: Metadata = Field(default_factory=dict)
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+    # Added within v1 (issue 13, OpenTelemetry GenAI ingest): what the GenAI semantic
+    # conventions carry and a completion had no place for. All optional, so SDK users
+    # and consumers of the older fields see nothing new.
+    choices: Annotated[list[ChatMessage], Field(max_length=MAX_MESSAGES)] | None = Field(
+        default=None,
+        description="Every choice (n > 1) as an assistant message with its parts; "
+        "`completion` is the text of the first.",
+    )
+    span_id: OptionalName = Field(default=None, description="The OTel span of the call.")
+    request_model: OptionalName = None
+    response_model: OptionalName = None
+    response_id: OptionalName = Field(
+        default=None,
+        description="The provider's id of the response; a second copy of one call "
+        "(two instrumentations) is dropped per project on it.",
+    )
+    finish_reasons: Annotated[list[Name], Field(max_length=MAX_MESSAGES)] | None = None
+    cache_read_tokens: NonNegativeInt | None = Field(
+        default=None, description="Input tokens served from the provider's cache."
+    )
+    cache_write_tokens: NonNegativeInt | None = Field(
+        default=None, description="Input tokens written to the provider's cache."
+    )
+    reasoning_tokens: NonNegativeInt | None = Field(
+        default=None, description="Output tokens spent on reasoning."
+    )
+    error_type: OptionalName = Field(
+        default=None,
+        description="The call failed (OTel `error.type`: an exception class or HTTP status); "
+        "`completion` is then empty, not an answer.",
+    )
 
     def prompt_text(self) -> str:
         """The prompt as one string (chat messages joined by role)."""
         if isinstance(self.prompt, str):
             return self.prompt
         return "\n".join(f"{m.role}: {m.content}" for m in self.prompt)
+
+
+# Added within v1 (issue 13): the content of an OpenTelemetry GenAI call that arrives
+# apart from its span, as OTLP log records (the deprecated gen_ai.user.message /
+# gen_ai.choice events, or gen_ai.client.inference.operation.details). Ingest is
+# stateless and its replicas never see both halves together, so it publishes this
+# as its own event keyed by the completion's id (hence on the completion's
+# partition, in order), and the processor's writer joins it to the completion row,
+# whichever arrives first. A new wire type: consumers of "completion" see nothing new.
+class CompletionContentLogged(Event):
+    """Messages and choices of the completion ``completion_id``, sent apart from it."""
+
+    type: Literal["completion_content"] = "completion_content"
+    completion_id: uuid.UUID = Field(description="The event_id of the completion (its span).")
+    trace_id: OptionalName = None
+    span_id: OptionalName = None
+    model: OptionalName = None
+    prompt: Annotated[list[ChatMessage], Field(max_length=MAX_MESSAGES)] = Field(
+        default_factory=list
+    )
+    choices: Annotated[list[ChatMessage], Field(max_length=MAX_MESSAGES)] = Field(
+        default_factory=list
+    )
+
+    def key(self) -> bytes:
+        return self.completion_id.bytes
 
 
 class FeedbackGiven(Event):
@@ -188,6 +277,10 @@ class FeedbackGiven(Event):
     user_id: OptionalName = None
     comment: Text | None = Field(default=None, description="Free text that may accompany any kind.")
     metadata: Metadata = Field(default_factory=dict)
+    # Added within v1 (issue 13): an OpenTelemetry `gen_ai.evaluation.result` names the
+    # evaluation (relevance, toxicity ...) and may give a label beside or instead of a score.
+    evaluation: OptionalName = Field(default=None, description="The evaluation's name.")
+    label: OptionalName = Field(default=None, description="A categorical verdict, e.g. pass.")
 
     def key(self) -> bytes:
         return self.completion_id.bytes
@@ -390,6 +483,7 @@ class RetrainJobUpdated(Event):
 
 AnyEvent: TypeAlias = Annotated[
     CompletionLogged
+    | CompletionContentLogged
     | Feedback
     | MetricComputed
     | AlertStateChanged
@@ -398,11 +492,14 @@ AnyEvent: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]
 # What apps may send to ingest; the other types are produced inside llmloop.
-IngestEvent: TypeAlias = Annotated[CompletionLogged | Feedback, Field(discriminator="type")]
+IngestEvent: TypeAlias = Annotated[
+    CompletionLogged | CompletionContentLogged | Feedback, Field(discriminator="type")
+]
 
 # Wire type -> model, for JSON Schema export. Feedback is one schema (its kinds).
 EVENT_MODELS: dict[str, Any] = {
     "completion": CompletionLogged,
+    "completion_content": CompletionContentLogged,
     "feedback": Feedback,
     "metric": MetricComputed,
     "alert": AlertStateChanged,

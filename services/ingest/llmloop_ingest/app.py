@@ -24,6 +24,7 @@ from llmloop_ingest.auth import Authenticator, authenticator_from
 from llmloop_ingest.bodies import problem
 from llmloop_ingest.metrics import IngestMetrics, MetricsMiddleware
 from llmloop_ingest.otlp_routes import router as otlp_router
+from llmloop_ingest.otlp_routes import status_answer, wants_json
 from llmloop_ingest.routes import post_events, router
 from llmloop_ingest.settings import IngestSettings, ingest_settings
 
@@ -93,6 +94,10 @@ def create_app(
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if request.url.path.startswith("/v1/otlp/"):  # OTLP exporters read a google.rpc.Status
+            return status_answer(
+                exc.status_code, str(exc.detail), wants_json(request), dict(exc.headers or {})
+            )
         return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     async def invalid_request(request: Request, exc: Exception) -> Response:

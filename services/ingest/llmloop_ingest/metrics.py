@@ -13,7 +13,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Paths outside this set are counted as "other": a fuzzer or scanner must not
 # create one time series per URL it tries.
-KNOWN_PATHS = frozenset({"/v1/events", "/v1/otlp/v1/traces", "/healthz", "/readyz", "/metrics"})
+KNOWN_PATHS = frozenset(
+    {
+        "/v1/events",
+        "/v1/otlp/v1/traces",
+        "/v1/otlp/v1/logs",
+        "/v1/otlp/v1/metrics",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    }
+)
 
 
 class IngestMetrics:
@@ -46,6 +56,14 @@ class IngestMetrics:
             "Events or requests refused, by reason (invalid, too_large, bad_body, "
             "unauthorized, bus_unavailable)",
             ["reason"],
+            registry=r,
+        )
+        self.otlp_items = Counter(
+            "llmloop_ingest_otlp_items",
+            "OTLP spans, log records and metric points by signal and outcome: accepted "
+            "(events published), invalid, content, context (agent, tool, embeddings ...), "
+            "not_genai, duplicate, unjoinable, acknowledged",
+            ["signal", "outcome"],
             registry=r,
         )
         self.bus_errors = Counter(

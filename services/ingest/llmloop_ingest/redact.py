@@ -12,7 +12,33 @@ from typing import Any
 from llmloop.pii import redact_text
 
 # Which fields of an ingest event hold free text a user may have typed.
-_TEXT_FIELDS = ("prompt", "completion", "comment", "correction")
+_TEXT_FIELDS = ("prompt", "completion", "comment", "correction", "choices")
+# Which fields of a message part (issue 13) hold such text: a tool's arguments and
+# results carry what the user typed as often as the text does.
+_PART_TEXT_FIELDS = ("content", "arguments", "response")
+
+
+def _redact_message(m: Any, counts: Counter[str]) -> Any:
+    if not isinstance(m, dict):
+        return m
+    out = dict(m)
+    if isinstance(out.get("content"), str):
+        out["content"] = redact_text(out["content"], counts)
+    if isinstance(out.get("parts"), list):
+        out["parts"] = [
+            {
+                **p,
+                **{
+                    k: redact_text(p[k], counts)
+                    for k in _PART_TEXT_FIELDS
+                    if isinstance(p.get(k), str) and p.get("type") != "blob"
+                },
+            }
+            if isinstance(p, dict)
+            else p
+            for p in out["parts"]
+        ]
+    return out
 
 
 def redact_event(raw: dict[str, Any], counts: Counter[str]) -> dict[str, Any]:
@@ -23,10 +49,5 @@ def redact_event(raw: dict[str, Any], counts: Counter[str]) -> dict[str, Any]:
         if isinstance(value, str):
             out[name] = redact_text(value, counts)
         elif isinstance(value, list):  # chat messages
-            out[name] = [
-                {**m, "content": redact_text(m["content"], counts)}
-                if isinstance(m, dict) and isinstance(m.get("content"), str)
-                else m
-                for m in value
-            ]
+            out[name] = [_redact_message(m, counts) for m in value]
     return out

@@ -43,6 +43,14 @@ class IngestSettings(Settings):
         description="Projects whose events have emails, phone numbers, card numbers and IP "
         "addresses replaced before they leave ingest: comma-separated ids, or * for all.",
     )
+    # The OTel SDKs export 512 spans at a time by default; with long prompts one
+    # export is tens of MB (512 x 2 x 40 KB of text is 40 MB), and a 413 loses the
+    # whole batch: the exporter does not split and retry.
+    otlp_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Largest OTLP export body (after gzip inflation) on /v1/otlp/*.",
+    )
     retry_after_s: int = Field(
         default=5, ge=1, description="Retry-After of a 503 when the bus did not acknowledge."
     )

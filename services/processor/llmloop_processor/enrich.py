@@ -36,6 +36,39 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "llama-3.1-8b": (0.05, 0.08),
 }
 
+# USD per 1M cached input tokens (read from the cache, written to it), where the
+# provider prices them apart (issue 13: OTel's gen_ai.usage.cache_read / cache_creation).
+# OpenAI bills cache reads at a discount and writes as ordinary input; Anthropic bills
+# reads at a tenth and writes at 1.25x. A model without an entry pays the input price.
+DEFAULT_CACHE_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (1.25, 2.50),
+    "gpt-4o-mini": (0.075, 0.15),
+    "gpt-4.1": (0.50, 2.00),
+    "gpt-4.1-mini": (0.10, 0.40),
+    "o3-mini": (0.55, 1.10),
+    "claude-3-5-sonnet": (0.30, 3.75),
+    "claude-3-5-haiku": (0.08, 1.00),
+    "gemini-1.5-flash": (0.01875, 0.075),
+}
+
+
+def cost_usd(
+    e: CompletionLogged,
+    prompt_tokens: int,
+    completion_tokens: int,
+    price: tuple[float, float],
+    cache_price: tuple[float, float] | None,
+) -> float:
+    """The cost of a call: cached input at its own price, the rest of the input at the
+    input price (the conventions count cached tokens inside the input tokens)."""
+    read, write = e.cache_read_tokens or 0, e.cache_write_tokens or 0
+    read_price, write_price = cache_price or (price[0], price[0])
+    uncached = max(0, prompt_tokens - read - write)
+    return (
+        uncached * price[0] + read * read_price + write * write_price + completion_tokens * price[1]
+    ) / 1e6
+
+
 # Refusals: the phrasings assistants use when declining, anchored near the start.
 _REFUSAL = re.compile(
     r"^\W*(?:(?:i'?m|i am) (?:sorry|afraid)|sorry,|(?:i )?(?:can(?:no|')t|cannot|won'?t|"
@@ -156,7 +189,8 @@ class Enricher:
             cost, cost_source = e.cost_usd, "event"
             if cost is None:
                 price = price_for(e.model, self.prices)
-                cost = None if price is None else (p_tok * price[0] + c_tok * price[1]) / 1e6
+                cache_price = price_for(e.model, DEFAULT_CACHE_PRICES)
+                cost = None if price is None else cost_usd(e, p_tok, c_tok, price, cache_price)
                 cost_source = "unknown" if price is None else "price_table"
             rows.append(
                 {

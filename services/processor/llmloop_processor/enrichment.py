@@ -20,6 +20,7 @@ from llmloop import topics
 from llmloop.bus import EventBus, Message, consume
 from llmloop.events import CompletionLogged, parse_event
 from llmloop.store import Store
+from llmloop_processor.contents import ContentJoin
 from llmloop_processor.enrich import Enricher
 from llmloop_processor.writer import RETRY_WINDOW
 
@@ -57,6 +58,11 @@ class EnrichmentWriter:
         new = [e for event_id, e in unique.items() if event_id not in stored]
         if not new:
             return 0
+        # An OTLP span whose content came as log records (issue 13): the content is
+        # enriched, not the empty span. It is found when the sink stored it first, the
+        # usual order (exporters send logs every second, spans every five); content
+        # that comes after the span leaves that span's enrichment on empty text.
+        new = ContentJoin(self.store).fill(new, [])
         return self.store.insert(TABLE, self.enricher.table(new))
 
 

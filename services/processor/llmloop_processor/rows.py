@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from llmloop.events import (
     AlertStateChanged,
+    ChatMessage,
     CompletionLogged,
     FeedbackGiven,
     MetricComputed,
@@ -50,6 +51,11 @@ def _common(e: Any) -> dict[str, Any]:
     return {"event_id": str(e.event_id), "project_id": e.project_id or "", "ts": e.timestamp}
 
 
+def messages_json(messages: Sequence[ChatMessage] | None) -> str:
+    """Chat messages as the JSON text the ``prompt`` and ``choices`` columns hold."""
+    return orjson.dumps([m.model_dump(exclude_none=True) for m in messages or []]).decode()
+
+
 def _completion(e: CompletionLogged) -> dict[str, Any]:
     chat = not isinstance(e.prompt, str)
     return {
@@ -61,11 +67,7 @@ def _completion(e: CompletionLogged) -> dict[str, Any]:
         "prompt_template": e.prompt_template or "",
         "prompt_version": e.prompt_version or "",
         "prompt_format": "chat" if chat else "text",
-        "prompt": (
-            orjson.dumps([m.model_dump(exclude_none=True) for m in e.prompt]).decode()
-            if chat
-            else e.prompt
-        ),
+        "prompt": messages_json(e.prompt) if chat else e.prompt,  # type: ignore[arg-type]
         "completion": e.completion,
         "prompt_tokens": e.prompt_tokens,
         "completion_tokens": e.completion_tokens,
@@ -76,6 +78,17 @@ def _completion(e: CompletionLogged) -> dict[str, Any]:
         "attributes": list(e.attributes.items()),
         "tags": e.tags,
         "metadata": orjson.dumps(e.metadata).decode(),
+        # OpenTelemetry GenAI fields, migration 0100 (issue 13).
+        "span_id": e.span_id or "",
+        "request_model": e.request_model or "",
+        "response_model": e.response_model or "",
+        "response_id": e.response_id or "",
+        "finish_reasons": e.finish_reasons or [],
+        "choices": messages_json(e.choices) if e.choices else "",
+        "cache_read_tokens": e.cache_read_tokens,
+        "cache_write_tokens": e.cache_write_tokens,
+        "reasoning_tokens": e.reasoning_tokens,
+        "error_type": e.error_type or "",
     }
 
 
@@ -87,6 +100,8 @@ def _feedback(e: FeedbackGiven) -> dict[str, Any]:
         "completion_id": str(e.completion_id),
         "kind": e.kind,  # type: ignore[attr-defined]
         "source": e.source,
+        "evaluation": e.evaluation or "",  # migration 0102 (issue 13)
+        "label": e.label or "",
         "value": None if value is None else float(value),
         "scale_min": getattr(e, "scale_min", None),
         "scale_max": getattr(e, "scale_max", None),
@@ -203,6 +218,16 @@ COMPLETIONS = TableSpec(
         ("attributes", LABELS),
         ("tags", STRINGS),
         ("metadata", S),
+        ("span_id", S),
+        ("request_model", S),
+        ("response_model", S),
+        ("response_id", S),
+        ("finish_reasons", STRINGS),
+        ("choices", S),
+        ("cache_read_tokens", U32),
+        ("cache_write_tokens", U32),
+        ("reasoning_tokens", U32),
+        ("error_type", S),
     ),
     _completion,
 )
@@ -214,6 +239,8 @@ FEEDBACK = TableSpec(
         ("completion_id", S),
         ("kind", S),
         ("source", S),
+        ("evaluation", S),
+        ("label", S),
         ("value", F),
         ("scale_min", F),
         ("scale_max", F),

@@ -12,17 +12,20 @@ rebalance race could still let through.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from llmloop.events import AnyEvent
+from llmloop.events import AnyEvent, CompletionLogged
 from llmloop.store import Store
-from llmloop_processor.rows import SPECS, TableSpec, model_version_rows
+from llmloop_processor.contents import COMPLETION_CONTENTS, ContentJoin
+from llmloop_processor.rows import SPECS as _ROW_SPECS
+from llmloop_processor.rows import TableSpec, model_version_rows
 
 log = logging.getLogger(__name__)
+
+SPECS = {**_ROW_SPECS, "completion_content": COMPLETION_CONTENTS}
 
 # A client that leaves `timestamp` out gets "now" at ingest, so a retry of the
 # same event_id carries a later time than the copy already stored: look that far back.
@@ -38,26 +41,42 @@ class WriteResult:
 class StoreWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.join = ContentJoin(store)
 
     def write(self, events: Sequence[AnyEvent]) -> WriteResult:
         # Keyed by (project, event id): an id another project reused is not a duplicate.
-        by_type: dict[str, dict[tuple[Any, Any], AnyEvent]] = defaultdict(dict)
+        by_type: dict[str, dict[tuple[Any, Any], AnyEvent]] = {}
         result = WriteResult()
-        for event in events:
-            same_type = by_type[event.type]
+        # Content is written before completions (the join finds it in the table or
+        # the batch either way); completions before the rest, as before.
+        order = {"completion_content": 0, "completion": 1, "feedback": 2}
+        for event in sorted(events, key=lambda e: order.get(e.type, 3)):
+            same_type = by_type.setdefault(event.type, {})
             key = (event.project_id or "", event.event_id)
             if key in same_type:
                 result.duplicates += 1
             else:
                 same_type[key] = event
+        contents = list(by_type.get("completion_content", {}).values())
+        inserted_completions: set[tuple[str, Any]] = set()
         for event_type, unique in by_type.items():
             spec = SPECS[event_type]
             stored = self._stored_ids(spec, list(unique.values()))
             new = [e for key, e in unique.items() if key not in stored]
             result.duplicates += len(unique) - len(new)
+            if event_type == "completion":
+                new = self._new_responses(new, result)  # type: ignore[arg-type]
+                new = self.join.fill(new, contents)  # type: ignore[arg-type]
+                inserted_completions = {(e.project_id or "", e.event_id) for e in new}
+            if event_type == "feedback":  # after the completions: the batch's are stored
+                new = self.join.link_feedback(new)  # type: ignore[arg-type]
             if not new:
                 continue
             result.inserted[spec.table] = self.store.insert(spec.table, spec.to_arrow(new))
+            if event_type == "completion_content":
+                late = self.join.complete_stored(new, inserted_completions)  # type: ignore[arg-type]
+                if late:
+                    log.info("completed %d stored completions with content from logs", late)
             if event_type == "retrain":
                 versions = model_version_rows(new)  # type: ignore[arg-type]
                 if versions.num_rows:
@@ -65,6 +84,39 @@ class StoreWriter:
                         "model_versions", versions
                     )
         return result
+
+    def _new_responses(
+        self, events: list[CompletionLogged], result: WriteResult
+    ) -> list[CompletionLogged]:
+        """Drops second copies of one provider response (two instrumentations on one client).
+
+        Per project, on ``response_id``: the first copy stored wins; in a batch, the first.
+        """
+        with_id = [e for e in events if e.response_id]
+        if not with_id:
+            return events
+        times = [e.timestamp for e in with_id]
+        found = self.store.query(
+            "SELECT DISTINCT project_id, response_id FROM completions WHERE ts "
+            "BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
+            "AND response_id IN {ids:Array(String)}",
+            {
+                "lo": min(times) - RETRY_WINDOW,
+                "hi": max(times) + RETRY_WINDOW,
+                "ids": sorted({e.response_id for e in with_id if e.response_id}),
+            },
+        )
+        seen = {(row[0], row[1]) for row in found.rows}
+        out = []
+        for e in events:
+            key = (e.project_id or "", e.response_id)
+            if e.response_id and key in seen:
+                result.duplicates += 1
+                continue
+            if e.response_id:
+                seen.add(key)
+            out.append(e)
+        return out
 
     def _stored_ids(self, spec: TableSpec, events: list[AnyEvent]) -> set[tuple[Any, Any]]:
         times = [getattr(e, spec.time_attribute) for e in events]

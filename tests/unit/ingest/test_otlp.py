@@ -117,7 +117,10 @@ async def test_invalid_spans_are_counted_in_partial_success(bus, keys, tmp_path)
             "eee19b7ec3c1b173",
             [attr("gen_ai.request.model", "m"), attr("gen_ai.usage.input_tokens", -1)],
         ),
-        span("eee19b7ec3c1b174", [attr("gen_ai.request.model", "m")]),
+        span(  # an inference by its operation name, content or not
+            "eee19b7ec3c1b175",
+            [attr("gen_ai.operation.name", "chat"), attr("gen_ai.request.model", "m")],
+        ),
     )
     app = create_app(IngestSettings(data_dir=tmp_path), bus=bus)
     async with client_for(app, keys["shop"]) as client:

@@ -1,0 +1,3 @@
+ALTER TABLE feedback
+    DROP COLUMN IF EXISTS label,
+    DROP COLUMN IF EXISTS evaluation;
