@@ -78,7 +78,7 @@ def _completion(e: CompletionLogged) -> dict[str, Any]:
         "attributes": list(e.attributes.items()),
         "tags": e.tags,
         "metadata": orjson.dumps(e.metadata).decode(),
-        # OpenTelemetry GenAI fields, migration 0100 (issue 13).
+        # OpenTelemetry GenAI fields, migration 0015 (issue 13).
         "span_id": e.span_id or "",
         "request_model": e.request_model or "",
         "response_model": e.response_model or "",
@@ -100,7 +100,7 @@ def _feedback(e: FeedbackGiven) -> dict[str, Any]:
         "completion_id": str(e.completion_id),
         "kind": e.kind,  # type: ignore[attr-defined]
         "source": e.source,
-        "evaluation": e.evaluation or "",  # migration 0102 (issue 13)
+        "evaluation": e.evaluation or "",  # migration 0017 (issue 13)
         "label": e.label or "",
         "value": None if value is None else float(value),
         "scale_min": getattr(e, "scale_min", None),
