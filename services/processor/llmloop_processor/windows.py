@@ -36,15 +36,27 @@ DT = "DateTime64(3, 'UTC')"
 _SELECT = f"""
 SELECT e.event_id AS event_id, e.ts AS ts, {", ".join("e." + c + " AS " + c for c in SCALARS)},
        e.toxic AS toxic, e.refusal AS refusal, e.attributes AS attributes,
-       e.demographics AS demographics, e.embedded AS embedded,
-       e.prompt_embedding AS prompt_embedding, e.completion_embedding AS completion_embedding,
+       e.demographics AS demographics,
+       e.embedded OR length(v.prompt_embedding) = {DIM} AS embedded,
+       if(e.embedded, e.prompt_embedding, v.prompt_embedding) AS prompt_embedding,
+       if(e.embedded, e.completion_embedding, v.completion_embedding) AS completion_embedding,
        f.negative AS negative_feedback
 FROM (
     SELECT * FROM completion_enrichments
     WHERE project_id = {{project:String}} AND model = {{model:String}}
       AND ({{all_versions:Bool}} OR prompt_version = {{prompt_version:String}}) AND {{where}}
-    ORDER BY {{order}} LIMIT 1 BY event_id LIMIT {{cap:UInt32}}
+    -- The embedding sample first (issue 18): it is a hash-chosen subset, so the cap
+    -- keeps every embedded row it can instead of a few by chance.
+    ORDER BY embedding_state IN ('sampled', 'embedded') DESC, {{order}}
+    LIMIT 1 BY event_id LIMIT {{cap:UInt32}}
 ) AS e
+LEFT JOIN (
+    -- Vectors written after the scalar row by the embedding stage (issue 18).
+    SELECT event_id, prompt_embedding, completion_embedding FROM completion_embeddings
+    WHERE project_id = {{project:String}} AND model = {{model:String}}
+      AND ({{all_versions:Bool}} OR prompt_version = {{prompt_version:String}}) AND {{where}}
+    LIMIT 1 BY event_id
+) AS v ON v.event_id = e.event_id
 LEFT JOIN (
     -- Negative: a thumbs down, a score in the lower half of its scale, or a correction.
     SELECT completion_id,
