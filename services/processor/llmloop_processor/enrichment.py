@@ -92,6 +92,7 @@ class EnrichmentService:
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.enriched = 0
+        self.newest_ts: float | None = None  # the newest completion enriched (lag gauge)
         self.consumer: Any = None
         self._last_report = time.monotonic()
 
@@ -99,6 +100,8 @@ class EnrichmentService:
         events = completions(batch)
         if events:
             self.enriched += await asyncio.to_thread(self.writer.write, events)
+            newest = max(e.timestamp for e in events).timestamp()
+            self.newest_ts = max(newest, self.newest_ts or newest)
         if time.monotonic() - self._last_report > 30:
             self._last_report = time.monotonic()
             log.info("enricher: %d completions enriched", self.enriched)

@@ -186,6 +186,11 @@ class AdaptiveSampler:
     def capacity_per_s(self) -> float:
         return self._capacity
 
+    def rates(self) -> dict[Key, float]:
+        """Every key's current rate (its ceiling applied)."""
+        with self._lock:
+            return {k: min(self.ceiling(k), s.sample_rate) for k, s in self._keys.items()}
+
     # -- planning ---------------------------------------------------------------------
     def replan(self) -> Plan:
         with self._lock:

@@ -52,7 +52,7 @@ def test_rate_follows_measured_throughput_and_backlog(caplog) -> None:
     for second in range(30):
         for i in range(1000):
             clock.t = second + i / 1000
-            kept, rate = sampler.decide(IDS[(second * 1000 + i) % len(IDS)], A)
+            kept, _ = sampler.decide(IDS[(second * 1000 + i) % len(IDS)], A)
             chosen += kept
         sampler.embedded(min(sampler.pending, 20), 1.0)
     assert 0.005 < sampler.rate(A) < 0.03
