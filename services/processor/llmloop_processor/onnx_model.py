@@ -144,15 +144,31 @@ class OnnxEncoder:
         self.max_tokens = max_tokens
 
     def encode(self, texts: list[str], batch_size: int = 32, **_: Any) -> NDArray[np.float32]:
-        """Unit-length embeddings, in the order of ``texts``; batches grouped by length."""
+        """Unit-length embeddings, in the order of ``texts``; batches grouped by length.
+
+        A batch holds at most ``batch_size`` texts and ``batch_size * 64`` tokens of
+        padded width: long texts go in smaller batches, which bounds the activation
+        memory ONNX Runtime's arena keeps (it grows to the largest batch it saw).
+        """
         out = np.empty((len(texts), 384), dtype=np.float32)
         if not texts:
             return out
         encodings = self.tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in chunk)
+        budget = batch_size * 64
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            # Sorted by length: the last text of a batch sets its padded width.
+            while (
+                stop < len(order)
+                and stop - start < batch_size
+                and (stop - start + 1) * len(encodings[order[stop]].ids) <= budget
+            ):
+                stop += 1
+            chunk = order[start:stop]
+            start = stop
+            width = len(encodings[chunk[-1]].ids)
             ids = np.zeros((len(chunk), width), dtype=np.int64)
             mask = np.zeros((len(chunk), width), dtype=np.int64)
             types = np.zeros((len(chunk), width), dtype=np.int64)
