@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import subprocess
 import sys
@@ -236,6 +237,12 @@ def main() -> None:
                     f"peak RSS {watch.peak_by_pid.get(pid, 0) / 2**20:6.0f} MiB"
                 )
             print(f"CPU tree total {cpu_total / wall:.2f} cores over {wall:.0f} s")
+            own = psutil.Process().cpu_times()
+            print(
+                f"CPU of this load generator (not in the tree) "
+                f"{(own.user + own.system) / wall:.2f} cores; machine load average "
+                f"{os.getloadavg()[0]:.1f} (a shared machine: other work competes)"
+            )
             print(
                 f"peak RSS of the process tree {watch.peak_rss / 2**30:.2f} GiB (goal <= 1.2 GiB)"
             )

@@ -126,6 +126,55 @@ def toxicity(texts: Sequence[str]) -> list[float]:
     return [float(p) for p in predict_prob([t[:5000] for t in texts])]
 
 
+Features = tuple[float, float, float, float, bool, list[str], list[str]]
+
+
+def text_features(prompts: Sequence[str], outputs: Sequence[str]) -> list[Features]:
+    """The model-based features per completion: (prompt and completion sentiment, prompt
+    and completion toxicity, refusal, PII kinds, demographic groups). Pure CPU work on
+    texts, so it can run in a worker process (``FeatureWorker``)."""
+    sent_p, sent_c = sentiment(prompts), sentiment(outputs)
+    tox = toxicity(list(prompts) + list(outputs))
+    n = len(prompts)
+    return [
+        (
+            sent_p[i],
+            sent_c[i],
+            tox[i],
+            tox[n + i],
+            is_refusal(outputs[i]),
+            sorted(set(pii_flags(prompts[i]) + pii_flags(outputs[i]))),
+            demographic_groups(prompts[i]),
+        )
+        for i in range(n)
+    ]
+
+
+class FeatureWorker:
+    """``text_features`` in one spawned worker process (issue 18).
+
+    In ``llmloop up`` the API, the sink and the enricher share one interpreter:
+    VADER, the PII and refusal rules and the toxicity model (about 1 ms per
+    realistic completion) would hold its GIL for most of a second per thousand
+    completions, and ingest latency would grow with traffic. In a worker they
+    use the other core and the API keeps its own.
+    """
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def __call__(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[Features]:
+        return self._pool.submit(text_features, list(prompts), list(outputs)).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Enricher:
     """Completions in, enrichment rows out (one dict per completion, matching the table).
 
@@ -140,13 +189,22 @@ class Enricher:
         sampler: EmbeddingSampler | None,
         prices: Mapping[str, tuple[float, float]] | None = None,
         toxic_threshold: float = 0.5,
+        *,
+        in_child: bool = False,
     ) -> None:
         """Args:
         sampler: chooses the completions to embed; None when embeddings are off.
+        in_child: compute the text features in a worker process (``FeatureWorker``).
         """
         self.sampler = sampler
+        self._worker: FeatureWorker | None = FeatureWorker() if in_child else None
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self.toxic_threshold = toxic_threshold
+
+    def close(self) -> None:
+        """Stop the feature worker, if any."""
+        if self._worker is not None:
+            self._worker.close()
 
     def table(self, events: Sequence[CompletionLogged]) -> pa.Table:
         """The ``completion_enrichments`` rows of ``events`` as one Arrow table."""
@@ -165,9 +223,7 @@ class Enricher:
         """One dict per completion (no vectors: those are the embedding stage's)."""
         prompts = [e.prompt_text() for e in events]
         outputs = [e.completion for e in events]
-        sent_p, sent_c = sentiment(prompts), sentiment(outputs)
-        tox = toxicity(prompts + outputs)
-        tox_p, tox_c = tox[: len(events)], tox[len(events) :]
+        features = (self._worker or text_features)(prompts, outputs)
         rows = []
         for i, e in enumerate(events):
             p_tok, c_tok = e.prompt_tokens, e.completion_tokens
@@ -180,6 +236,7 @@ class Enricher:
                 cost = None if price is None else (p_tok * price[0] + c_tok * price[1]) / 1e6
                 cost_source = "unknown" if price is None else "price_table"
             state, rate = self.decide(e)
+            sent_p, sent_c, tox_p, tox_c, refusal, pii, demographics = features[i]
             rows.append(
                 {
                     "event_id": str(e.event_id),
@@ -197,14 +254,14 @@ class Enricher:
                     "latency_ms": e.latency_ms,
                     "cost_usd": cost,
                     "cost_source": cost_source,
-                    "prompt_sentiment": sent_p[i],
-                    "completion_sentiment": sent_c[i],
-                    "prompt_toxicity": tox_p[i],
-                    "completion_toxicity": tox_c[i],
-                    "toxic": max(tox_p[i], tox_c[i]) >= self.toxic_threshold,
-                    "refusal": is_refusal(outputs[i]),
-                    "pii": sorted(set(pii_flags(prompts[i]) + pii_flags(outputs[i]))),
-                    "demographics": demographic_groups(prompts[i]),
+                    "prompt_sentiment": sent_p,
+                    "completion_sentiment": sent_c,
+                    "prompt_toxicity": tox_p,
+                    "completion_toxicity": tox_c,
+                    "toxic": max(tox_p, tox_c) >= self.toxic_threshold,
+                    "refusal": refusal,
+                    "pii": pii,
+                    "demographics": demographics,
                     "embedding_sample_rate": rate,
                     # The vectors are in completion_embeddings now (issue 18); `embedded`
                     # stays true only on rows written before, which hold them here.

@@ -134,3 +134,4 @@ class EnrichmentService:
                 await consuming
         finally:
             await consumer.close()
+            self.writer.enricher.close()

@@ -55,7 +55,11 @@ def build_embedder(settings: ProcessorSettings) -> Embedder:
 
 
 def build_enricher(settings: ProcessorSettings, sampler: EmbeddingSampler | None) -> Enricher:
-    return Enricher(sampler if settings.processor_embed else None, settings.price_table())
+    return Enricher(
+        sampler if settings.processor_embed else None,
+        settings.price_table(),
+        in_child=settings.processor_features_in_child,
+    )
 
 
 def enrichment_services(settings: ProcessorSettings, bus: EventBus, store: Store) -> dict[str, Any]:

@@ -84,6 +84,17 @@ class ProcessorSettings(Settings):
         description="Run the model in a child process, so its import and compute never "
         "hold the GIL of the process that serves the API and the sink.",
     )
+    processor_enrich_batch_size: int = Field(
+        default=1_000,
+        gt=0,
+        description="Completions per enrichment batch: one duplicate look-up and one "
+        "insert each, so larger batches keep up with more traffic.",
+    )
+    processor_features_in_child: bool = Field(
+        default=True,
+        description="Compute sentiment, toxicity, refusal, PII and demographic features in a "
+        "worker process, so they use another core than the API and the sink (issue 18).",
+    )
     processor_embed_batch_size: int = Field(default=32, gt=0)
     processor_embed_cache_size: int = Field(default=50_000, ge=0)
     processor_prices: dict[str, tuple[float, float]] = Field(

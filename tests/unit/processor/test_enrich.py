@@ -91,3 +91,15 @@ def test_windowed_vader_scores_equal_the_original() -> None:
         "I am at least happy, kiss of death, yeah right, NOT GOOD AT ALL!!! :(",
     ]
     assert [ours.polarity_scores(t) for t in texts] == [original.polarity_scores(t) for t in texts]
+
+
+def test_features_in_a_worker_process_equal_those_in_process() -> None:
+    events = [
+        CompletionLogged(model="m", prompt=f"mail bob@example.com, she asks {i}", completion=c)
+        for i, c in enumerate(["I'm sorry, I can't help.", "You idiot!", "Great, here it is."])
+    ]
+    worker = Enricher(Sampler(0.5), in_child=True)
+    try:
+        assert worker.rows(events) == Enricher(Sampler(0.5)).rows(events)
+    finally:
+        worker.close()
