@@ -103,6 +103,7 @@ class AdaptiveSampler:
         replan_s: float = 5.0,
         smoothing: float = 0.3,
         log_change: float = 0.25,
+        initial_burst: int = 400,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Args:
@@ -119,6 +120,9 @@ class AdaptiveSampler:
         replan_s: how often rates are re-planned.
         smoothing: weight of the newest interval in the smoothed rates (0-1].
         log_change: relative change of a key's rate that is worth a log line.
+        initial_burst: until the stage's throughput is measured, everything is sampled
+            while fewer than this many wait (a small history or test is embedded
+            whole); beyond it the hint plans the rates.
         """
         if not 0.0 <= default_max_rate <= 1.0:
             raise ValueError(f"embedding sample rate {default_max_rate} is not in [0, 1]")
@@ -131,6 +135,7 @@ class AdaptiveSampler:
         self.replan_s = replan_s
         self.smoothing = smoothing
         self.log_change = log_change
+        self.initial_burst = initial_burst
         self.clock = clock
         self._lock = threading.Lock()
         self._keys: dict[Key, _KeyState] = {}
@@ -201,6 +206,8 @@ class AdaptiveSampler:
         # Early too, when more was sampled since the last plan than the budget allows
         # for a whole interval: a burst (or the first second of a new key, sampled at
         # 1.0) must not queue minutes of embedding work before the next plan.
+        if not self._measured and self._done < 8 and self.pending < self.initial_burst:
+            return  # nothing known yet, and little waiting: keep sampling everything
         over = self._sampled_since_plan > max(10.0, self._budget * self.replan_s)
         if now - self._last_plan >= self.replan_s or over:
             self._replan(now)

@@ -56,7 +56,9 @@ def test_rate_follows_measured_throughput_and_backlog(caplog) -> None:
             chosen += kept
         sampler.embedded(min(sampler.pending, 20), 1.0)
     assert 0.005 < sampler.rate(A) < 0.03
-    assert sampler.pending < 200  # bounded: a few seconds of embedding work
+    # Bounded: at most the initial burst (sampled before any throughput was measured),
+    # draining, never growing with the traffic.
+    assert sampler.pending < 400
     assert any("embedding sample rate of p/big/v1" in r.message for r in caplog.records)
     # The embedder slows to 2/s: the rate drops with it, and the log says why.
     caplog.clear()
