@@ -67,7 +67,9 @@ def enrichment_services(settings: ProcessorSettings, bus: EventBus, store: Store
     sampler = build_sampler(settings)
     out: dict[str, Any] = {
         "enricher": EnrichmentService(
-            bus, EnrichmentWriter(store, build_enricher(settings, sampler))
+            bus,
+            EnrichmentWriter(store, build_enricher(settings, sampler)),
+            batch_size=settings.processor_enrich_batch_size,
         )
     }
     if settings.processor_embed:
