@@ -105,8 +105,8 @@ async def replay(store: Store, events: list[AnyEvent], start: datetime, end: dat
     from llmloop_alerting.service import AlertingService
     from llmloop_alerting.settings import AlertingSettings
     from llmloop_alerting.testing import WebhookReceiver
-    from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
-    from llmloop_processor.runtime import build_enricher
+    from llmloop_processor.progress import caught_up
+    from llmloop_processor.runtime import enrichment_services
     from llmloop_processor.service import Processor
     from llmloop_processor.settings import ProcessorSettings
     from llmloop_processor.stats import StatsRunner
@@ -123,18 +123,27 @@ async def replay(store: Store, events: list[AnyEvent], start: datetime, end: dat
         await bus.publish(topics.EVENTS, [Record(e.key(), encode_event(e)) for e in events])
         # A short history needs a short reference: the first 150 completions of each
         # (model, prompt version) instead of 1,000.
+        # A history arrives at once: every completion is embedded (fixed rate 1), not
+        # a sample sized for live traffic.
         ps = ProcessorSettings(
-            data_dir=work, processor_embed_in_child=False, processor_reference_size=150
+            data_dir=work,
+            processor_embed_in_child=False,
+            processor_reference_size=150,
+            processor_embed_adaptive=False,
         )
         completions = sum(e.type == "completion" for e in events)
         tasks += [
             asyncio.create_task(Processor(bus, store, max_wait_s=0.1).run(stop)),
-            asyncio.create_task(
-                EnrichmentService(bus, EnrichmentWriter(store, build_enricher(ps))).run(stop)
+            *(
+                asyncio.create_task(service.run(stop))
+                for service in enrichment_services(ps, bus, store).values()
             ),
         ]
         await until(
-            lambda: count(store, "SELECT count() FROM completion_enrichments") >= completions,
+            lambda: (
+                count(store, "SELECT count() FROM completion_enrichments") >= completions
+                and caught_up(store, start - timedelta(days=1), end + timedelta(days=1))
+            ),
             600,
             "enrichment of the history",
         )

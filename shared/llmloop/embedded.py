@@ -30,6 +30,7 @@ from llmloop_alerting.runtime import services as alerting_services
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import ensure_local_key
 from llmloop_ingest.settings import ingest_settings
+from llmloop_processor.lag import LagGauges
 from llmloop_processor.runtime import services as processor_services
 from llmloop_retraining.runtime import services as retraining_services
 
@@ -128,15 +129,19 @@ async def _serve(
     ready: asyncio.Event | None,
 ) -> None:
     services_stop = asyncio.Event()
+    parts = background_services(settings, bus, store)
     running = [
         asyncio.create_task(service.run(services_stop), name=name)
-        for name, service in background_services(settings, bus, store).items()
+        for name, service in parts.items()
     ]
     # The API needs a key, as in production; local traffic (the demo, apps on this
     # machine through the SDK) uses DATA_DIR/local.key, made on first start.
     config = ingest_settings(settings)
     local_key = ensure_local_key(settings.data_dir, config.keys_path())
     app: FastAPI = create_app(config, bus=bus)
+    # Consumer lag per group and the enrichment / embedding backlog on /metrics (issue 18).
+    gauges = LagGauges(app.state.metrics.registry, bus, parts)
+    running.append(asyncio.create_task(gauges.run(services_stop), name="lag-gauges"))
     api_url = (
         f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{settings.port}"
     )

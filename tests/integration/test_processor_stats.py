@@ -111,13 +111,15 @@ async def bus():
 
 async def test_enrichment_drift_bias_and_feedback_metrics_land_once(bus, store, tmp_path) -> None:
     old, new, feedback = traffic()
-    s = settings(tmp_path, processor_embed_sample_rates={"shop/gpt-4o-mini": 1.0})
+    # Every completion embedded: a fixed rate of 1 (the adaptive sampler would size the
+    # sample of a 600-event burst to the machine).
+    s = settings(tmp_path, processor_embed_adaptive=False)
     await publish(bus, old + new + feedback)
     await bus.publish(topics.EVENTS, [Record(key=None, value=b'{"type": "completion"}')])
-    await run_until(bus, store, s, "SELECT count() FROM completion_enrichments", 600)
-    assert store.query("SELECT countIf(embedded), count() FROM completion_enrichments").rows == [
-        (600, 600)
-    ]
+    await run_until(bus, store, s, "SELECT count() FROM completion_embeddings", 600)
+    assert store.query(
+        "SELECT countIf(embedding_state = 'sampled'), count() FROM completion_enrichments"
+    ).rows == [(600, 600)]
 
     runner = StatsRunner(store, bus, s, clock=NOW.timestamp)
     published = await runner.tick()
@@ -199,20 +201,30 @@ async def test_sampling_records_its_rate_and_embeds_a_fraction(bus, store, tmp_p
     old, _, _ = traffic()
     # The model in this process this time (the first test runs it in a child).
     s = settings(
-        tmp_path, processor_embed_sample_rates={"gpt-4o-mini": 0.25}, processor_embed_in_child=False
+        tmp_path,
+        processor_embed_sample_rates={"gpt-4o-mini": 0.25},
+        processor_embed_in_child=False,
+        processor_embed_adaptive=False,
     )
     await publish(bus, old)
-    await run_until(bus, store, s, "SELECT count() FROM completion_enrichments", 300)
+    await run_until(
+        bus,
+        store,
+        s,
+        "SELECT (SELECT count() FROM completion_enrichments) = 300 AND "
+        "(SELECT count() FROM completion_embeddings) = "
+        "(SELECT countIf(embedding_state = 'sampled') FROM completion_enrichments)",
+        1,
+    )
     embedded, rate = store.query(
-        "SELECT countIf(embedded), any(embedding_sample_rate) FROM completion_enrichments"
+        "SELECT countIf(embedding_state = 'sampled'), any(embedding_sample_rate) "
+        "FROM completion_enrichments"
     ).rows[0]
     assert 40 <= embedded <= 110 and rate == 0.25
-    assert (
-        store.query(
-            "SELECT countIf(length(prompt_embedding) = 384) FROM completion_enrichments"
-        ).scalar()
-        == embedded
-    )
+    assert store.query(
+        "SELECT countIf(length(prompt_embedding) = 384), uniqExact(event_id), any(embedder) "
+        "FROM completion_embeddings"
+    ).rows == [(embedded, embedded, "onnx-int8/256")]
 
 
 def test_baseline_set_and_report_commands(tmp_path: Path) -> None:
@@ -220,10 +232,14 @@ def test_baseline_set_and_report_commands(tmp_path: Path) -> None:
     store = open_store(f"chdb:///{tmp_path}/chdb")
     migrate(store)
     from llmloop_processor.embed import Embedder, Sampler
+    from llmloop_processor.embedding import EmbeddingWriter
     from llmloop_processor.enrich import Enricher
     from llmloop_processor.enrichment import EnrichmentWriter
 
-    EnrichmentWriter(store, Enricher(Embedder(), Sampler(1.0))).write(old[:120] + new[:120])
+    events = old[:120] + new[:120]
+    EnrichmentWriter(store, Enricher(Sampler(1.0))).write(events)
+    embeddings = EmbeddingWriter(store, Embedder(), Sampler(1.0))
+    embeddings.write(events, embeddings.decisions(events))
     store.close()
 
     def llmloop(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,8 @@
 Agents stay thin: each takes a batch of events (``stream.take_events``), turns
 them into the bus port's ``Message`` and hands them to the same handlers the
 embedded runtime runs through ``consume()``: the sink (``service.Processor``)
-and the enricher (``enrichment.EnrichmentService``). The statistics timer runs
+the enricher (``enrichment.EnrichmentService``) and the embedding stage
+(``embedding.EmbeddingService``). The statistics timer runs
 as an app task. Faust acknowledges an event once both agents are done with it
 and commits only acknowledged offsets, so a worker killed mid-batch redelivers
 the batch and the writers' dedup by ``event_id`` keeps every count exact. A
@@ -29,8 +30,7 @@ import faust
 from llmloop import topics
 from llmloop.bus import EventBus, Message, open_bus, retry_until_done
 from llmloop.store import Store, open_store
-from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
-from llmloop_processor.runtime import build_enricher
+from llmloop_processor.runtime import enrichment_services
 from llmloop_processor.service import TOPICS, Processor
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.stats import StatsRunner
@@ -91,9 +91,9 @@ class _Runtime:
                 self.bus: EventBus = open_bus(s.bus_url)
                 await self.bus.start()
                 self.sink = Processor(self.bus, self.store)
-                self.enricher = EnrichmentService(
-                    self.bus, EnrichmentWriter(self.store, build_enricher(s))
-                )
+                parts = enrichment_services(s, self.bus, self.store)
+                self.enricher = parts["enricher"]
+                self.embedder = parts.get("embedder")
                 self.stats = StatsRunner(self.store, self.bus, s)
                 self.settings = s
                 self.ready = True
@@ -146,6 +146,19 @@ async def enrich(stream: Any) -> None:
     rt = await runtime.open()
     async for batch in _batches(stream, rt.enricher.batch_size, rt.enricher.max_wait_s):
         if not await retry_until_done(rt.enricher.handle, batch, rt.stop):
+            return
+
+
+@app.agent(app.topic(topics.EVENTS, **_raw), name="llmloop-processor-embed")
+async def embed(stream: Any) -> None:
+    """The sampled completions' vectors into completion_embeddings, each once (issue 18)."""
+    rt = await runtime.open()
+    if rt.embedder is None:  # embeddings off: acknowledge and move on
+        async for _ in stream:
+            pass
+        return
+    async for batch in _batches(stream, rt.embedder.batch_size, rt.embedder.max_wait_s):
+        if not await retry_until_done(rt.embedder.handle, batch, rt.stop):
             return
 
 

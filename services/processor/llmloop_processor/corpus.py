@@ -187,3 +187,54 @@ def near_duplicate(text: str, rng: random.Random) -> str:
         lambda t: t.replace(" ", "  ", 1),
     )
     return rng.choice(edits)(text)
+
+
+# Sentences that long prompts and answers are assembled from (issue 18: real traffic
+# is not one short question; prompts of 200-800 characters, answers of 200-1,500).
+_CONTEXT = [
+    "I have been trying this for a while and the results are not what I expected.",
+    "For context, I work on a small team and we need something we can maintain.",
+    "My previous attempt followed a popular guide, but it skipped the details.",
+    "Please keep in mind that I only have about an hour on weekday evenings.",
+    "We tried two approaches last month and neither held up under real use.",
+    "I would like to understand why each step matters, not only what to do.",
+    "The constraints are strict: no new tools, and it has to work offline.",
+    "A colleague suggested a different order of steps and I am not sure why.",
+    "Last time it took far longer than planned and the outcome was uneven.",
+    "If there are common mistakes to avoid, please point them out as well.",
+]
+_ANSWER = [
+    "Start by preparing everything you need, so that nothing interrupts the later steps.",
+    "The most common mistake is rushing the first stage; give it the time it needs.",
+    "Check the result halfway through and adjust before the problem compounds.",
+    "Keep notes of what you change, because small differences add up quickly.",
+    "If something goes wrong, go back one step rather than starting from scratch.",
+    "A simpler setup is usually more robust than a clever one that few understand.",
+    "Measure before and after each change, otherwise you cannot tell what helped.",
+    "It is worth doing a small trial first to learn how long each step really takes.",
+    "Once the basic version works, improve one aspect at a time and compare.",
+    "Finally, clean up and write down the steps while they are fresh in your mind.",
+    "Many people find that a checklist removes most of the avoidable errors.",
+    "Do not skip the resting or waiting periods; they matter more than they seem.",
+]
+
+
+def _fill(rng: random.Random, opening: str, pool: list[str], lo: int, hi: int) -> str:
+    target = rng.randint(lo, hi)
+    text = opening
+    while len(text) < target:
+        text += " " + rng.choice(pool)
+    return text[:hi]
+
+
+def long_completions(topic: str, n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (prompt, answer) pairs of realistic lengths: prompts of 200-800 characters,
+    answers of 200-1,500, repeatable for a seed. The questions are ``prompts``' own."""
+    rng = random.Random(f"long:{topic}:{seed}")
+    return [
+        (
+            _fill(rng, question, _CONTEXT, 200, 800),
+            _fill(rng, f"Here is how to approach it: {question.lower()}", _ANSWER, 200, 1_500),
+        )
+        for question in prompts(topic, n, seed)
+    ]

@@ -2,8 +2,8 @@
 
 Plain functions over batches of ``CompletionLogged``; the models they use
 (VADER's lexicon, alt-profanity-check's linear model) ship with their wheels
-and load on first use. Embeddings are added by ``Enricher`` through ``Embedder``
-for the sampled events.
+and load on first use. Embeddings come later, for a sample, from the
+embedding stage (``embedding.py``): scalar rows never wait for them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pyarrow as pa
 from llmloop import pii
 from llmloop.events import CompletionLogged
 from llmloop_processor.bias import demographic_groups
-from llmloop_processor.embed import Embedder, Sampler, quantize
+from llmloop_processor.sampling import EmbeddingSampler
 
 # USD per 1M tokens (input, output). Public list prices, mid 2025; users override
 # them (``LLMLOOP_PROCESSOR_PRICES``) for their contracts and their own models.
@@ -109,7 +109,33 @@ def price_for(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[fl
 def _vader() -> Any:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    return SentimentIntensityAnalyzer()
+    class WindowedVader(SentimentIntensityAnalyzer):  # type: ignore[misc]
+        """VADER with the same scores in linear time (issue 18).
+
+        VADER's negation and idiom checks lower-case the text's whole word list for
+        every sentiment word, quadratic in the text's length (1.8 ms for a
+        900-character answer); they only read the three words before the current
+        one (and two after, for idioms), so they get that window and the index in
+        it. Equal scores are checked against the original in the tests.
+        """
+
+        @staticmethod
+        def _negation_check(valence: float, words: list[str], start_i: int, i: int) -> float:
+            lo = max(0, i - 3)
+            return float(
+                SentimentIntensityAnalyzer._negation_check(
+                    valence, words[lo : i + 1], start_i, i - lo
+                )
+            )
+
+        @staticmethod
+        def _special_idioms_check(valence: float, words: list[str], i: int) -> float:
+            lo = max(0, i - 3)
+            return float(
+                SentimentIntensityAnalyzer._special_idioms_check(valence, words[lo : i + 3], i - lo)
+            )
+
+    return WindowedVader()
 
 
 @lru_cache(maxsize=65_536)
@@ -133,53 +159,104 @@ def toxicity(texts: Sequence[str]) -> list[float]:
     return [float(p) for p in predict_prob([t[:5000] for t in texts])]
 
 
+Features = tuple[float, float, float, float, bool, list[str], list[str]]
+
+
+def text_features(prompts: Sequence[str], outputs: Sequence[str]) -> list[Features]:
+    """The model-based features per completion: (prompt and completion sentiment, prompt
+    and completion toxicity, refusal, PII kinds, demographic groups). Pure CPU work on
+    texts, so it can run in a worker process (``FeatureWorker``)."""
+    sent_p, sent_c = sentiment(prompts), sentiment(outputs)
+    tox = toxicity(list(prompts) + list(outputs))
+    n = len(prompts)
+    return [
+        (
+            sent_p[i],
+            sent_c[i],
+            tox[i],
+            tox[n + i],
+            is_refusal(outputs[i]),
+            sorted(set(pii_flags(prompts[i]) + pii_flags(outputs[i]))),
+            demographic_groups(prompts[i]),
+        )
+        for i in range(n)
+    ]
+
+
+class FeatureWorker:
+    """``text_features`` in one spawned worker process (issue 18).
+
+    In ``llmloop up`` the API, the sink and the enricher share one interpreter:
+    VADER, the PII and refusal rules and the toxicity model (about 1 ms per
+    realistic completion) would hold its GIL for most of a second per thousand
+    completions, and ingest latency would grow with traffic. In a worker they
+    use the other core and the API keeps its own.
+    """
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def __call__(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[Features]:
+        return self._pool.submit(text_features, list(prompts), list(outputs)).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Enricher:
-    """Completions in, enrichment rows out (one dict per completion, matching the table)."""
+    """Completions in, enrichment rows out (one dict per completion, matching the table).
+
+    Scalar features only: they are cheap enough for every completion, so they are
+    written as the events arrive. Whether a completion is in the embedding sample
+    is decided here (``sampler``) and recorded on the row; its vectors follow in
+    ``completion_embeddings``, written by the embedding stage (``embedding.py``).
+    """
 
     def __init__(
         self,
-        embedder: Embedder | None,
-        sampler: Sampler,
+        sampler: EmbeddingSampler | None,
         prices: Mapping[str, tuple[float, float]] | None = None,
         toxic_threshold: float = 0.5,
+        *,
+        in_child: bool = False,
     ) -> None:
-        self.embedder = embedder
+        """Args:
+        sampler: chooses the completions to embed; None when embeddings are off.
+        in_child: compute the text features in a worker process (``FeatureWorker``).
+        """
         self.sampler = sampler
+        self._worker: FeatureWorker | None = FeatureWorker() if in_child else None
         self.prices = dict(DEFAULT_PRICES if prices is None else prices)
         self.toxic_threshold = toxic_threshold
 
+    def close(self) -> None:
+        """Stop the feature worker, if any."""
+        if self._worker is not None:
+            self._worker.close()
+
     def table(self, events: Sequence[CompletionLogged]) -> pa.Table:
         """The ``completion_enrichments`` rows of ``events`` as one Arrow table."""
-        rows = self.rows(events)
-        embeddings = {
-            name: _int8_lists([r.pop(name) for r in rows])
-            for name in ("prompt_embedding", "completion_embedding")
-        }
-        table = pa.Table.from_pylist(rows, schema=SCALAR_SCHEMA)
-        for name, column in embeddings.items():
-            table = table.append_column(pa.field(name, EMBEDDING), column)
-        return table
+        return pa.Table.from_pylist(self.rows(events), schema=SCALAR_SCHEMA)
+
+    def decide(self, e: CompletionLogged) -> tuple[str, float]:
+        """(embedding_state, sample rate) of one completion."""
+        if self.sampler is None:
+            return "off", 0.0
+        chosen, rate = self.sampler.decide(
+            e.event_id, (e.project_id or "", e.model, e.prompt_version or "")
+        )
+        return ("sampled" if chosen else "not_sampled"), rate
 
     def rows(self, events: Sequence[CompletionLogged]) -> list[dict[str, Any]]:
-        """One dict per completion; embeddings as Int8 arrays (empty when not sampled)."""
+        """One dict per completion (no vectors: those are the embedding stage's)."""
         prompts = [e.prompt_text() for e in events]
         outputs = [e.completion for e in events]
-        sent_p, sent_c = sentiment(prompts), sentiment(outputs)
-        tox = toxicity(prompts + outputs)
-        tox_p, tox_c = tox[: len(events)], tox[len(events) :]
-        sampled = [
-            self.embedder is not None and self.sampler.keep(e.event_id, e.project_id or "", e.model)
-            for e in events
-        ]
-        chosen = [i for i, s in enumerate(sampled) if s]
-        emb_p: dict[int, np.ndarray] = {}
-        emb_c: dict[int, np.ndarray] = {}
-        if chosen and self.embedder is not None:
-            vectors = quantize(
-                self.embedder.encode([prompts[i] for i in chosen] + [outputs[i] for i in chosen])
-            )
-            emb_p = dict(zip(chosen, vectors[: len(chosen)], strict=True))
-            emb_c = dict(zip(chosen, vectors[len(chosen) :], strict=True))
+        features = (self._worker or text_features)(prompts, outputs)
         rows = []
         for i, e in enumerate(events):
             p_tok, c_tok = e.prompt_tokens, e.completion_tokens
@@ -192,6 +269,8 @@ class Enricher:
                 cache_price = price_for(e.model, DEFAULT_CACHE_PRICES)
                 cost = None if price is None else cost_usd(e, p_tok, c_tok, price, cache_price)
                 cost_source = "unknown" if price is None else "price_table"
+            state, rate = self.decide(e)
+            sent_p, sent_c, tox_p, tox_c, refusal, pii, demographics = features[i]
             rows.append(
                 {
                     "event_id": str(e.event_id),
@@ -209,18 +288,19 @@ class Enricher:
                     "latency_ms": e.latency_ms,
                     "cost_usd": cost,
                     "cost_source": cost_source,
-                    "prompt_sentiment": sent_p[i],
-                    "completion_sentiment": sent_c[i],
-                    "prompt_toxicity": tox_p[i],
-                    "completion_toxicity": tox_c[i],
-                    "toxic": max(tox_p[i], tox_c[i]) >= self.toxic_threshold,
-                    "refusal": is_refusal(outputs[i]),
-                    "pii": sorted(set(pii_flags(prompts[i]) + pii_flags(outputs[i]))),
-                    "demographics": demographic_groups(prompts[i]),
-                    "embedding_sample_rate": self.sampler.rate(e.project_id or "", e.model),
-                    "embedded": bool(sampled[i]),
-                    "prompt_embedding": emb_p.get(i, _EMPTY),
-                    "completion_embedding": emb_c.get(i, _EMPTY),
+                    "prompt_sentiment": sent_p,
+                    "completion_sentiment": sent_c,
+                    "prompt_toxicity": tox_p,
+                    "completion_toxicity": tox_c,
+                    "toxic": max(tox_p, tox_c) >= self.toxic_threshold,
+                    "refusal": refusal,
+                    "pii": pii,
+                    "demographics": demographics,
+                    "embedding_sample_rate": rate,
+                    # The vectors are in completion_embeddings now (issue 18); `embedded`
+                    # stays true only on rows written before, which hold them here.
+                    "embedded": False,
+                    "embedding_state": state,
                 }
             )
         return rows
@@ -256,11 +336,12 @@ SCALAR_SCHEMA = pa.schema(
         ("demographics", pa.list_(_S)),
         ("embedding_sample_rate", _F32),
         ("embedded", _B),
+        ("embedding_state", _S),  # migration 0201 (issue 18): sampled / not_sampled / off
     ]
 )
 
 
-def _int8_lists(arrays: list[np.ndarray]) -> pa.Array:
+def int8_lists(arrays: list[np.ndarray]) -> pa.Array:
     """Int8 vectors as one Arrow list column, built from numpy without Python ints."""
     offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
     np.cumsum([len(a) for a in arrays], out=offsets[1:])

@@ -1,8 +1,10 @@
 """The enrichment consumer: completions in, ``completion_enrichments`` rows out, each once.
 
 It is its own consumer group beside the sink (``service.Processor``): raw rows
-land in ``completions`` within a second whatever embedding costs, and
-enrichment catches up at its own pace, its lag visible in its group offsets.
+land in ``completions`` within a second, and the scalar features follow at the
+rate events arrive, never waiting for embeddings: those are a sample, embedded
+behind it by its own group (``embedding.py``). Its lag is visible in its group
+offsets.
 Redelivery is harmless: ids already enriched are skipped before any model runs.
 """
 
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -95,18 +98,23 @@ class EnrichmentService:
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
         self.enriched = 0
+        self.newest_ts: float | None = None  # the newest completion enriched (lag gauge)
+        self.consumer: Any = None
         self._last_report = time.monotonic()
 
     async def handle(self, batch: list[Message]) -> None:
         events = completions(batch)
         if events:
             self.enriched += await asyncio.to_thread(self.writer.write, events)
+            newest = max(e.timestamp for e in events).timestamp()
+            self.newest_ts = max(newest, self.newest_ts or newest)
         if time.monotonic() - self._last_report > 30:
             self._last_report = time.monotonic()
             log.info("enricher: %d completions enriched", self.enriched)
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = self.bus.consumer([topics.EVENTS], GROUP)
+        self.consumer = consumer
         await consumer.start()
         log.info("enricher consuming %s as group %s", topics.EVENTS, GROUP)
         consuming = asyncio.create_task(
@@ -118,23 +126,18 @@ class EnrichmentService:
                 stop=stop,
             )
         )
-        embedder = self.writer.enricher.embedder
         try:
             await asyncio.wait(
                 {consuming, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
             )
-            # Stopping: a batch being embedded may take seconds (or wait for the model
-            # to load). Abandon it after a short grace: it is not committed, so the
-            # next start enriches it, and nothing else waits on enrichment.
+            # Stopping: abandon a batch still running after a short grace: it is not
+            # committed, so the next start enriches it.
             done, _ = await asyncio.wait({consuming}, timeout=STOP_GRACE_S)
             if not done:
-                if embedder is not None:
-                    embedder.abort()
                 consuming.cancel()
                 log.info("enricher stopped mid-batch; the batch is redelivered on restart")
             with contextlib.suppress(asyncio.CancelledError):
                 await consuming
         finally:
             await consumer.close()
-            if embedder is not None:
-                await asyncio.to_thread(embedder.close)
+            self.writer.enricher.close()

@@ -1,5 +1,5 @@
 """The composition of the processor's parts, shared by ``llmloop up``, ``llmloop processor``
-and the faust app: the sink, the enricher and the statistics timer."""
+and the faust app: the sink, the enricher, the embedding stage and the statistics timer."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from llmloop.bus import EventBus
 from llmloop.settings import Settings
 from llmloop.store import Store
 from llmloop_processor.embed import Embedder, Sampler
+from llmloop_processor.embedding import EmbeddingService, EmbeddingWriter
 from llmloop_processor.enrich import Enricher
 from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
+from llmloop_processor.sampling import AdaptiveSampler, EmbeddingSampler
 from llmloop_processor.service import Processor
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.stats import StatsRunner
@@ -23,20 +25,58 @@ def processor_settings(settings: Settings) -> ProcessorSettings:
     return ProcessorSettings(**settings.model_dump())
 
 
-def build_enricher(settings: ProcessorSettings) -> Enricher:
-    """The enricher; its embedding model loads on first use, never here."""
-    embedder = (
-        Embedder(
-            settings.processor_embed_model or None,
-            batch_size=settings.processor_embed_batch_size,
-            cache_size=settings.processor_embed_cache_size,
-            in_process=not settings.processor_embed_in_child,
-        )
-        if settings.processor_embed
-        else None
+def build_sampler(settings: ProcessorSettings) -> EmbeddingSampler:
+    """The embedding sampler: adaptive by default, fixed rates when configured so."""
+    if not settings.processor_embed_adaptive:
+        return Sampler(settings.processor_embed_sample_rate, settings.processor_embed_sample_rates)
+    return AdaptiveSampler(
+        target_per_window=settings.processor_embed_target_per_window,
+        window_s=settings.processor_stats_window_s,
+        capacity_hint_per_s=settings.processor_embed_capacity_hint,
+        headroom=settings.processor_embed_headroom,
+        max_rates=settings.processor_embed_sample_rates,
+        default_max_rate=settings.processor_embed_sample_rate,
     )
-    sampler = Sampler(settings.processor_embed_sample_rate, settings.processor_embed_sample_rates)
-    return Enricher(embedder, sampler, settings.price_table())
+
+
+def build_embedder(settings: ProcessorSettings) -> Embedder:
+    """The embedder; its model loads on first use, never here."""
+    return Embedder(
+        settings.processor_embed_model or None,
+        batch_size=settings.processor_embed_batch_size,
+        cache_size=settings.processor_embed_cache_size,
+        max_seq_length=settings.processor_embed_max_tokens,
+        in_process=not settings.processor_embed_in_child,
+        backend=settings.processor_embed_backend,
+        threads=settings.processor_embed_threads,
+        nice=settings.processor_embed_nice,
+        cache_dir=settings.processor_embed_cache_dir or None,
+    )
+
+
+def build_enricher(settings: ProcessorSettings, sampler: EmbeddingSampler | None) -> Enricher:
+    return Enricher(
+        sampler if settings.processor_embed else None,
+        settings.price_table(),
+        in_child=settings.processor_features_in_child,
+    )
+
+
+def enrichment_services(settings: ProcessorSettings, bus: EventBus, store: Store) -> dict[str, Any]:
+    """The enricher and, when embeddings are on, the embedding stage sharing its sampler."""
+    sampler = build_sampler(settings)
+    out: dict[str, Any] = {
+        "enricher": EnrichmentService(
+            bus,
+            EnrichmentWriter(store, build_enricher(settings, sampler)),
+            batch_size=settings.processor_enrich_batch_size,
+        )
+    }
+    if settings.processor_embed:
+        out["embedder"] = EmbeddingService(
+            bus, EmbeddingWriter(store, build_embedder(settings), sampler)
+        )
+    return out
 
 
 def services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Any]:
@@ -46,7 +86,7 @@ def services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Any]:
         "processor": Processor(
             bus, store, batch_size=ps.writer_batch_size, max_wait_s=ps.writer_max_wait_s
         ),
-        "enricher": EnrichmentService(bus, EnrichmentWriter(store, build_enricher(ps))),
+        **enrichment_services(ps, bus, store),
         "stats": StatsRunner(store, bus, ps),
     }
 

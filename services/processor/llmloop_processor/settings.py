@@ -22,16 +22,78 @@ class ProcessorSettings(Settings):
         description="A sentence-transformers model directory; default: the packaged one.",
     )
     processor_embed_sample_rate: float = Field(
-        default=1.0, ge=0, le=1, description="Fraction of completions embedded by default."
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Fraction of completions embedded by default; with the adaptive "
+        "sampler, the highest rate it may choose.",
     )
     processor_embed_sample_rates: dict[str, float] = Field(
         default_factory=dict,
-        description='Per "project/model" or "model" rates, JSON: {"gpt-4o": 0.1}.',
+        description='Per "project/model" or "model" rates (ceilings when adaptive), '
+        'JSON: {"gpt-4o": 0.1}.',
+    )
+    # Issue 18: embeddings are a sample sized by need and capacity, never a backlog
+    # that holds back the scalar features.
+    processor_embed_adaptive: bool = Field(
+        default=True,
+        description="Size the embedding sample from the measured embedding throughput "
+        "(false: the fixed rates above).",
+    )
+    processor_embed_target_per_window: int = Field(
+        default=200,
+        ge=1,
+        description="Embedded completions wanted per (project, model, prompt version) "
+        "and statistics window when traffic allows.",
+    )
+    processor_embed_capacity_hint: float = Field(
+        default=20.0, gt=0, description="Completions/s assumed embeddable before measured."
+    )
+    processor_embed_headroom: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Share of the measured embedding throughput the sample may use.",
+    )
+    processor_embed_backend: Literal["onnx-int8", "torch"] = Field(
+        default="onnx-int8",
+        description="onnx-int8: the packaged model exported locally to ONNX Runtime, int8 "
+        "per channel (faster, cosine >= 0.98 to fp32); torch: sentence-transformers fp32.",
+    )
+    processor_embed_max_tokens: int = Field(
+        default=256, ge=8, le=512, description="Token budget: longer texts are truncated."
+    )
+    processor_embed_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads the embedding model may use: its bounded share of the CPU.",
+    )
+    processor_embed_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness added to the embedding child process (lower priority "
+        "than the API and the sink).",
+    )
+    processor_embed_cache_dir: str = Field(
+        default="",
+        description="Where the ONNX export is cached; default ~/.cache/llmloop/onnx.",
     )
     processor_embed_in_child: bool = Field(
         default=True,
         description="Run the model in a child process, so its import and compute never "
         "hold the GIL of the process that serves the API and the sink.",
+    )
+    processor_enrich_batch_size: int = Field(
+        default=1_000,
+        gt=0,
+        description="Completions per enrichment batch: one duplicate look-up and one "
+        "insert each, so larger batches keep up with more traffic.",
+    )
+    processor_features_in_child: bool = Field(
+        default=True,
+        description="Compute sentiment, toxicity, refusal, PII and demographic features in a "
+        "worker process, so they use another core than the API and the sink (issue 18).",
     )
     processor_embed_batch_size: int = Field(default=32, gt=0)
     processor_embed_cache_size: int = Field(default=50_000, ge=0)

@@ -13,6 +13,8 @@ What a test may rest on, per key and window:
   sessions (``exchangeable``), so a permutation p-value means what it says;
 * feedback outcomes (negative-feedback bias, feedback rates) describe the window
   that ended ``processor_feedback_settle_s`` ago: late feedback is counted;
+* a window is computed once its enrichment and embedding sample caught up
+  (``progress.caught_up``), not on a partial backlog;
 * every p-value is Holm-adjusted over its family in the window (``metric_sink``);
   overlapping windows are the alert rules' business (they evaluate windows that
   do not overlap, see ``llmloop_alerting.state``).
@@ -35,7 +37,7 @@ from llmloop.bus import EventBus, Record
 from llmloop.contracts.metrics import FEEDBACK_OUTCOMES, MEAN_OUTCOMES, OUTCOMES
 from llmloop.events import MetricComputed, encode_event
 from llmloop.store import Store
-from llmloop_processor import bias, drift, exchangeable, windows
+from llmloop_processor import bias, drift, exchangeable, progress, windows
 from llmloop_processor.aggregates import feedback_metrics, traffic_metrics
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
@@ -54,6 +56,7 @@ DRIFT_FEATURES = (
     "completion_toxicity",
 )
 MIN_EMBEDDED = 20
+RECHECK_S = 2.0  # how soon a window that waited for enrichment is looked at again
 FIELDS = ("prompt", "completion")
 
 
@@ -242,6 +245,7 @@ class StatsRunner:
     ) -> None:
         self.store, self.bus, self.settings, self.clock = store, bus, settings, clock
         self.last_end: datetime | None = None
+        self.deferred = False  # the last tick waited for enrichment to catch up
 
     def compute(self, start: datetime, end: datetime) -> list[MetricComputed]:
         s = self.settings
@@ -319,6 +323,18 @@ class StatsRunner:
         if end == self.last_end:
             return 0
         began = time.monotonic()
+        ready = await asyncio.to_thread(progress.caught_up, self.store, start, end)
+        # Wait for enrichment and embeddings of the window rather than test a partial
+        # sample; past most of the next interval, compute it anyway and say so.
+        give_up = end.timestamp() + 0.8 * s.processor_stats_interval_s
+        self.deferred = not ready and self.clock() < give_up
+        if self.deferred:
+            log.info("window %s..%s: enrichment not caught up, waiting", start, end)
+            return 0
+        if not ready:
+            log.warning(
+                "window %s..%s: enrichment still behind; computed on what was enriched", start, end
+            )
         metrics = await asyncio.to_thread(self.compute, start, end)
         if metrics:
             await self.bus.publish(
@@ -342,5 +358,7 @@ class StatsRunner:
             except Exception:  # the next tick retries; a bad window must not stop the stream
                 log.exception("statistics for the last window failed; retrying next interval")
             wait = interval - self.clock() % interval + 0.05
+            if self.deferred:
+                wait = min(wait, RECHECK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)

@@ -43,16 +43,28 @@ _ENRICHED = """
     SELECT * FROM completion_enrichments
     WHERE project_id = {project:String} AND model = {model:String}
       AND ({all_versions:Bool} OR prompt_version = {prompt_version:String}) AND {where}
-    ORDER BY {order} LIMIT 1 BY event_id LIMIT {cap:UInt32}
+    -- The embedding sample first (issue 18): it is a hash-chosen subset, so the cap
+    -- keeps every embedded row it can instead of a few by chance.
+    ORDER BY embedding_state IN ('sampled', 'embedded') DESC, {order}
+    LIMIT 1 BY event_id LIMIT {cap:UInt32}
 """
 _SELECT = f"""
 SELECT e.event_id AS event_id, e.ts AS ts, {", ".join("e." + c + " AS " + c for c in SCALARS)},
        e.toxic AS toxic, e.refusal AS refusal, e.attributes AS attributes,
-       e.demographics AS demographics, e.embedded AS embedded,
-       e.prompt_embedding AS prompt_embedding, e.completion_embedding AS completion_embedding,
+       e.demographics AS demographics,
+       e.embedded OR length(v.prompt_embedding) = {DIM} AS embedded,
+       if(e.embedded, e.prompt_embedding, v.prompt_embedding) AS prompt_embedding,
+       if(e.embedded, e.completion_embedding, v.completion_embedding) AS completion_embedding,
        f.negative AS negative_feedback,
        c.prompt_hash AS prompt_hash, c.completion_hash AS completion_hash, c.grp AS grp
 FROM ({_ENRICHED}) AS e
+LEFT JOIN (
+    -- Vectors written after the scalar row by the embedding stage (issue 18).
+    SELECT event_id, prompt_embedding, completion_embedding FROM completion_embeddings
+    WHERE project_id = {{project:String}} AND model = {{model:String}}
+      AND event_id IN (SELECT event_id FROM ({_ENRICHED}))
+    LIMIT 1 BY event_id
+) AS v ON v.event_id = e.event_id
 LEFT JOIN (
     SELECT completion_id, {NEGATIVE} AS negative
     FROM feedback

@@ -45,6 +45,10 @@ class LogStorage(abc.ABC):
     async def commit(self, group: str, positions: dict[str, int]) -> None:
         """Store the next offset to read, per topic, for the group."""
 
+    async def end_offset(self, topic: str) -> int:
+        """The offset the next appended message will get (issue 18: consumer lag)."""
+        raise NotImplementedError
+
 
 class LocalLogBus:
     """``EventBus`` over a ``LogStorage``."""
@@ -74,6 +78,16 @@ class LocalLogBus:
 
     def consumer(self, topics: Sequence[str], group: str) -> Consumer:
         return LocalLogConsumer(self, list(topics), group)
+
+    async def lag(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        """Messages per topic that ``group`` has not committed yet."""
+        return {
+            topic: max(
+                0,
+                await self.storage.end_offset(topic) - await self.storage.committed(group, topic),
+            )
+            for topic in topics
+        }
 
     async def wait_for_append(self, seen_version: int, timeout_s: float) -> None:
         poll = _CROSS_PROCESS_POLL_S if self.storage.shared_between_processes else timeout_s

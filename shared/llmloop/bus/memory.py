@@ -33,6 +33,9 @@ class MemoryStorage(LogStorage):
     async def committed(self, group: str, topic: str) -> int:
         return self.offsets.get((group, topic), 0)
 
+    async def end_offset(self, topic: str) -> int:
+        return len(self.topics.get(topic, ()))
+
     async def commit(self, group: str, positions: dict[str, int]) -> None:
         for topic, offset in positions.items():
             self.offsets[(group, topic)] = offset

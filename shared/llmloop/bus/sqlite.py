@@ -146,6 +146,15 @@ class SqliteStorage(LogStorage):
 
         return await self._run(committed)
 
+    async def end_offset(self, topic: str) -> int:
+        def end(conn: sqlite3.Connection) -> int:
+            (offset,) = conn.execute(
+                "SELECT COALESCE(MAX(offset) + 1, 0) FROM log WHERE topic = ?", (topic,)
+            ).fetchone()
+            return int(offset)
+
+        return await self._run(end)
+
     async def commit(self, group: str, positions: dict[str, int]) -> None:
         def commit(conn: sqlite3.Connection) -> None:
             with conn:

@@ -50,7 +50,7 @@ def test_rows_without_embeddings() -> None:
         CompletionLogged(model="house-model", prompt="hi", completion="Sorry, I can't do that."),
         CompletionLogged(model="m", prompt="x", completion="y", cost_usd=0.5),
     ]
-    enricher = Enricher(None, Sampler(1.0), {**DEFAULT_PRICES, "house-model": (1.0, 2.0)})
+    enricher = Enricher(None, {**DEFAULT_PRICES, "house-model": (1.0, 2.0)})
     table = enricher.table(events)
     rows = table.to_pylist()
     first, second, third = rows
@@ -64,4 +64,42 @@ def test_rows_without_embeddings() -> None:
     assert second["cost_usd"] == (1 * 1.0 + 6 * 2.0) / 1e6
     assert third["cost_usd"] == 0.5 and third["cost_source"] == "event"
     assert not any(r["embedded"] for r in rows)
-    assert table.column("prompt_embedding").to_pylist() == [[], [], []]
+    assert {r["embedding_state"] for r in rows} == {"off"}
+    assert "prompt_embedding" not in table.column_names  # vectors: the embedding stage's
+
+
+def test_scalar_rows_record_the_sample_decision_and_never_embed() -> None:
+    events = [CompletionLogged(model="m", prompt=f"p{i}", completion="c") for i in range(400)]
+    rows = Enricher(Sampler(0.25)).rows(events)
+    sampled = [r for r in rows if r["embedding_state"] == "sampled"]
+    assert 60 < len(sampled) < 140 and all(r["embedding_sample_rate"] == 0.25 for r in rows)
+    assert {r["embedding_state"] for r in rows} == {"sampled", "not_sampled"}
+    assert rows == Enricher(Sampler(0.25)).rows(events)  # redelivery: the same rows
+
+
+def test_windowed_vader_scores_equal_the_original() -> None:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from llmloop_processor.corpus import long_completions
+    from llmloop_processor.enrich import _vader
+
+    original, ours = SentimentIntensityAnalyzer(), _vader()
+    texts = [t for pair in long_completions("cooking", 150, 7) for t in pair] + [
+        "I do not like this at all, it is never so good",
+        "The movie was kind of bad but the end was great!",
+        "no good, not bad, without doubt the best; the shit hit the fan",
+        "I am at least happy, kiss of death, yeah right, NOT GOOD AT ALL!!! :(",
+    ]
+    assert [ours.polarity_scores(t) for t in texts] == [original.polarity_scores(t) for t in texts]
+
+
+def test_features_in_a_worker_process_equal_those_in_process() -> None:
+    events = [
+        CompletionLogged(model="m", prompt=f"mail bob@example.com, she asks {i}", completion=c)
+        for i, c in enumerate(["I'm sorry, I can't help.", "You idiot!", "Great, here it is."])
+    ]
+    worker = Enricher(Sampler(0.5), in_child=True)
+    try:
+        assert worker.rows(events) == Enricher(Sampler(0.5)).rows(events)
+    finally:
+        worker.close()

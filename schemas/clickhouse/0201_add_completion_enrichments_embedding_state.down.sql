@@ -1,0 +1,1 @@
+ALTER TABLE completion_enrichments DROP COLUMN IF EXISTS embedding_state;

@@ -1,0 +1,236 @@
+"""The embedding stage: the sampled completions' vectors into ``completion_embeddings``.
+
+Its own consumer group on the events topic, behind the enricher: the enricher
+writes every completion's scalar row at once and records whether it is in the
+embedding sample (``embedding_state = 'sampled'``); this stage reads the same
+events, looks up those decisions, and embeds only the sampled ones. Its group's
+lag is the embedding backlog, and the enricher's sampler (``sampling.py``)
+sizes the sample from the throughput this stage reports, so the backlog stays
+bounded instead of holding back the scalar features.
+
+Idempotent: ids already in ``completion_embeddings`` are skipped before the
+model runs, and the table is a ReplacingMergeTree keyed on ``event_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from llmloop import topics
+from llmloop.bus import EventBus, Message, consume
+from llmloop.events import CompletionLogged
+from llmloop.store import Store
+from llmloop_processor.embed import Embedder, quantize
+from llmloop_processor.enrich import EMBEDDING, int8_lists
+from llmloop_processor.enrichment import TABLE as ENRICHMENTS
+from llmloop_processor.enrichment import completions
+from llmloop_processor.sampling import EmbeddingSampler
+from llmloop_processor.writer import RETRY_WINDOW
+
+log = logging.getLogger(__name__)
+
+GROUP = "llmloop-embedder"
+TABLE = "completion_embeddings"
+STOP_GRACE_S = 1.0
+
+SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("project_id", pa.string()),
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("model", pa.string()),
+        ("prompt_version", pa.string()),
+        ("embedding_sample_rate", pa.float32()),
+        ("embedder", pa.string()),
+    ]
+)
+
+
+class EmbeddingWriter:
+    """Embeds the completions of a batch that the enricher sampled and that lack vectors."""
+
+    def __init__(self, store: Store, embedder: Embedder, sampler: EmbeddingSampler) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.sampler = sampler
+        self.embedded = 0
+        self.busy_s = 0.0
+
+    def decisions(self, events: Sequence[CompletionLogged]) -> dict[Any, tuple[str, float]]:
+        """event_id -> (embedding_state, rate) of the events the enricher has stored."""
+        found = self.store.query(
+            f"SELECT event_id, embedding_state, embedding_sample_rate FROM {ENRICHMENTS} "
+            "WHERE ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
+            "AND event_id IN {ids:Array(UUID)}",
+            _span(events),
+        )
+        return {row[0]: (row[1], float(row[2])) for row in found.rows}
+
+    def already_embedded(self, events: Sequence[CompletionLogged]) -> set[Any]:
+        found = self.store.query(
+            f"SELECT event_id FROM {TABLE} "
+            "WHERE ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
+            "AND event_id IN {ids:Array(UUID)}",
+            _span(events),
+        )
+        return {row[0] for row in found.rows}
+
+    def write(
+        self, events: Sequence[CompletionLogged], decisions: dict[Any, tuple[str, float]]
+    ) -> int:
+        """Embed and insert the sampled ``events`` not embedded yet; how many were."""
+        sampled = [e for e in events if decisions.get(e.event_id, ("",))[0] == "sampled"]
+        if not sampled:
+            return 0
+        done = self.already_embedded(sampled)
+        todo = [e for e in sampled if e.event_id not in done]
+        if len(todo) < len(sampled):
+            self.sampler.skipped(len(sampled) - len(todo))
+        if not todo:
+            return 0
+        started = time.monotonic()
+        vectors = quantize(
+            self.embedder.encode([e.prompt_text() for e in todo] + [e.completion for e in todo])
+        )
+        busy = time.monotonic() - started
+        self.sampler.embedded(len(todo), busy)
+        self.embedded += len(todo)
+        self.busy_s += busy
+        table = pa.Table.from_pylist(
+            [
+                {
+                    "event_id": str(e.event_id),
+                    "project_id": e.project_id or "",
+                    "ts": e.timestamp,
+                    "model": e.model,
+                    "prompt_version": e.prompt_version or "",
+                    "embedding_sample_rate": decisions[e.event_id][1],
+                    "embedder": self.embedder.name,
+                }
+                for e in todo
+            ],
+            schema=SCHEMA,
+        )
+        n = len(todo)
+        table = table.append_column(
+            pa.field("prompt_embedding", EMBEDDING), int8_lists(list(vectors[:n]))
+        )
+        table = table.append_column(
+            pa.field("completion_embedding", EMBEDDING), int8_lists(list(vectors[n:]))
+        )
+        return self.store.insert(TABLE, table)
+
+
+def _span(events: Sequence[CompletionLogged]) -> dict[str, Any]:
+    # As the writers do: a client retry stamped "now" by ingest carries a later time
+    # than the copy the enricher stored.
+    return {
+        "lo": min(e.timestamp for e in events) - RETRY_WINDOW,
+        "hi": max(e.timestamp for e in events),
+        "ids": list({e.event_id for e in events}),
+    }
+
+
+class EnrichmentPending(RuntimeError):
+    """The runtime stops while completions of the batch await their scalar rows."""
+
+
+class EmbeddingService:
+    """Consumes the events topic as its own group and embeds the sampled completions."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        writer: EmbeddingWriter,
+        *,
+        batch_size: int = 512,
+        max_wait_s: float = 0.5,
+        enrichment_wait_s: float = 0.2,
+        enrichment_patience_s: float = 300.0,
+    ) -> None:
+        """Args:
+        enrichment_wait_s: how long to wait before looking again for scalar rows the
+            enricher has not written yet (this stage is behind it, but may start first).
+        enrichment_patience_s: after this long, events still without a scalar row are
+            logged and passed over (nothing reads an unenriched completion).
+        """
+        self.bus = bus
+        self.writer = writer
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
+        self.enrichment_wait_s = enrichment_wait_s
+        self.enrichment_patience_s = enrichment_patience_s
+        self._stop: asyncio.Event | None = None
+        self._last_report = time.monotonic()
+        self.consumer: Any = None
+
+    async def handle(self, batch: list[Message]) -> None:
+        events = completions(batch)
+        if not events:
+            return
+        decisions = await asyncio.to_thread(self.writer.decisions, events)
+        waited = time.monotonic()
+        while missing := [e for e in events if e.event_id not in decisions]:
+            if time.monotonic() - waited > self.enrichment_patience_s:
+                log.warning(
+                    "embedder: %d completions still have no enrichment row after %.0f s; "
+                    "passed over",
+                    len(missing),
+                    self.enrichment_patience_s,
+                )
+                break
+            if self._stop is not None and self._stop.is_set():
+                # Stopping: fail the batch, so it is not committed and is redelivered.
+                raise EnrichmentPending(f"{len(missing)} completions not enriched yet")
+            await asyncio.sleep(self.enrichment_wait_s)
+            decisions.update(await asyncio.to_thread(self.writer.decisions, missing))
+        await asyncio.to_thread(self.writer.write, events, decisions)
+        if time.monotonic() - self._last_report > 30:
+            self._last_report = time.monotonic()
+            w = self.writer
+            log.info(
+                "embedder: %d completions embedded (%.1f/s of model time)",
+                w.embedded,
+                w.embedded / w.busy_s if w.busy_s else 0.0,
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        consumer = self.bus.consumer([topics.EVENTS], GROUP)
+        self.consumer = consumer
+        await consumer.start()
+        log.info("embedder consuming %s as group %s", topics.EVENTS, GROUP)
+        consuming = asyncio.create_task(
+            consume(
+                consumer,
+                self.handle,
+                batch_size=self.batch_size,
+                max_wait_s=self.max_wait_s,
+                stop=stop,
+            )
+        )
+        embedder = self.writer.embedder
+        try:
+            await asyncio.wait(
+                {consuming, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
+            # Stopping: a batch being embedded may take seconds (or wait for the model
+            # to load). Abandon it after a short grace: it is not committed, so the
+            # next start embeds it, and nothing else waits on embeddings.
+            done, _ = await asyncio.wait({consuming}, timeout=STOP_GRACE_S)
+            if not done:
+                embedder.abort()
+                consuming.cancel()
+                log.info("embedder stopped mid-batch; the batch is redelivered on restart")
+            with contextlib.suppress(asyncio.CancelledError):
+                await consuming
+        finally:
+            await consumer.close()
+            await asyncio.to_thread(embedder.close)
