@@ -336,7 +336,7 @@ SCALAR_SCHEMA = pa.schema(
         ("demographics", pa.list_(_S)),
         ("embedding_sample_rate", _F32),
         ("embedded", _B),
-        ("embedding_state", _S),  # migration 0201 (issue 18): sampled / not_sampled / off
+        ("embedding_state", _S),  # migration 0019 (issue 18): sampled / not_sampled / off
     ]
 )
 
