@@ -15,7 +15,6 @@ model runs, and the table is a ReplacingMergeTree keyed on ``event_id``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from llmloop.store import Store
 from llmloop_processor.embed import Embedder, quantize
 from llmloop_processor.enrich import EMBEDDING, int8_lists
 from llmloop_processor.enrichment import TABLE as ENRICHMENTS
-from llmloop_processor.enrichment import completions
+from llmloop_processor.enrichment import completions, until_stopped
 from llmloop_processor.sampling import EmbeddingSampler
 from llmloop_processor.writer import RETRY_WINDOW
 
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "llmloop-embedder"
 TABLE = "completion_embeddings"
-STOP_GRACE_S = 1.0
 
 SCHEMA = pa.schema(
     [
@@ -218,19 +216,9 @@ class EmbeddingService:
         )
         embedder = self.writer.embedder
         try:
-            await asyncio.wait(
-                {consuming, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
-            # Stopping: a batch being embedded may take seconds (or wait for the model
-            # to load). Abandon it after a short grace: it is not committed, so the
-            # next start embeds it, and nothing else waits on embeddings.
-            done, _ = await asyncio.wait({consuming}, timeout=STOP_GRACE_S)
-            if not done:
-                embedder.abort()
-                consuming.cancel()
-                log.info("embedder stopped mid-batch; the batch is redelivered on restart")
-            with contextlib.suppress(asyncio.CancelledError):
-                await consuming
+            # A batch being embedded may take seconds (or wait for the model to load);
+            # nothing else waits on embeddings, so it is abandoned after the grace.
+            await until_stopped(consuming, stop, "embedder", embedder.abort)
         finally:
             await consumer.close()
             await asyncio.to_thread(embedder.close)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,6 +32,28 @@ log = logging.getLogger(__name__)
 GROUP = "llmloop-enricher"
 TABLE = "completion_enrichments"
 STOP_GRACE_S = 1.0
+
+
+async def until_stopped(
+    consuming: asyncio.Task[Any],
+    stop: asyncio.Event,
+    what: str,
+    abandon: Callable[[], None] | None = None,
+) -> None:
+    """Wait for a consumer loop to end, or for ``stop``; then give the batch in flight a
+    short grace and abandon it (``abandon`` interrupts its work): it is not committed, so
+    the next start takes it again."""
+    await asyncio.wait(
+        {consuming, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    done, _ = await asyncio.wait({consuming}, timeout=STOP_GRACE_S)
+    if not done:
+        if abandon is not None:
+            abandon()
+        consuming.cancel()
+        log.info("%s stopped mid-batch; the batch is redelivered on restart", what)
+    with contextlib.suppress(asyncio.CancelledError):
+        await consuming
 
 
 class EnrichmentWriter:
@@ -127,17 +149,7 @@ class EnrichmentService:
             )
         )
         try:
-            await asyncio.wait(
-                {consuming, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
-            # Stopping: abandon a batch still running after a short grace: it is not
-            # committed, so the next start enriches it.
-            done, _ = await asyncio.wait({consuming}, timeout=STOP_GRACE_S)
-            if not done:
-                consuming.cancel()
-                log.info("enricher stopped mid-batch; the batch is redelivered on restart")
-            with contextlib.suppress(asyncio.CancelledError):
-                await consuming
+            await until_stopped(consuming, stop, "enricher")
         finally:
             await consumer.close()
             self.writer.enricher.close()
