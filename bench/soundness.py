@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "bench" / "results" / "soundness-embeddings.npz"
+RESULTS = ROOT / "bench" / "results"
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -87,6 +87,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the trials, 2 hours")
     parser.add_argument("--ablate", action="store_true", help="also: collapsing turned off")
     parser.add_argument("--power", action="store_true", help="only the bias power table")
+    parser.add_argument(
+        "--backend",
+        choices=("onnx-int8", "torch"),
+        default="onnx-int8",
+        help="embedding backend (default: the processor's default)",
+    )
     args = parser.parse_args()
     if args.power:
         return power_table()
@@ -101,9 +107,15 @@ def main() -> int:
     rules = load_rules()
     alpha = {r.name: r.p_value_below for r in rules.rules}
     began = time.monotonic()
-    pools = sim.Pools(size=args.pool, cache=CACHE)
+    from llmloop_processor.embed import Embedder
+
+    cache = RESULTS / f"soundness-embeddings-{args.backend}.npz"
+    pools = sim.Pools(size=args.pool, cache=cache, encode=Embedder(backend=args.backend).encode)
     pools.warm()
-    print(f"corpus: {args.pool} questions per topic, embedded in {time.monotonic() - began:.0f} s")
+    print(
+        f"corpus: {args.pool} questions per topic, embedded ({args.backend}) in "
+        f"{time.monotonic() - began:.0f} s"
+    )
     base = sim.Traffic()
     noisy = sim.Traffic(sessions=True, retries=0.3)
     bias_names = [r.name for r in rules.rules if r.metric == "bias_segment_gap"]

@@ -158,6 +158,6 @@ def test_the_enricher_reads_content_that_came_first_as_log_records(store):
     from llmloop_processor.enrichment import EnrichmentWriter
 
     StoreWriter(store).write([content(1)])
-    EnrichmentWriter(store, Enricher(None, Sampler(1.0))).write([span_completion(1)])
+    EnrichmentWriter(store, Enricher(Sampler(1.0))).write([span_completion(1)])
     found = store.query("SELECT prompt_chars FROM completion_enrichments").rows
     assert [r[0] for r in found] == [len("true")]
