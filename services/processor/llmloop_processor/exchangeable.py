@@ -59,6 +59,14 @@ def distinct_embeddings(vectors: NDArray[np.floating], near: float = NEAR) -> ND
     return np.asarray(keep, dtype=np.intp)
 
 
+def distinct_rows(
+    text_hashes: NDArray[np.generic] | list[object], groups: NDArray[np.generic] | list[object]
+) -> NDArray[np.intp]:
+    """Positions of the first row of each session (or user), then of each text among them."""
+    rows = np.arange(len(groups))[first_of_each(list(groups))]
+    return rows[first_of_each([text_hashes[i] for i in rows])]
+
+
 def collapse(
     vectors: NDArray[np.floating],
     text_hashes: NDArray[np.generic] | list[object],
@@ -66,9 +74,5 @@ def collapse(
     near: float = NEAR,
 ) -> NDArray[np.intp]:
     """Positions of the rows to test: one per session, per text and per near-duplicate."""
-    rows = np.arange(len(vectors))
-    by_group = first_of_each(list(groups))
-    rows = rows[by_group]
-    by_text = first_of_each([text_hashes[i] for i in rows])
-    rows = rows[by_text]
+    rows = distinct_rows(text_hashes, groups)
     return rows[distinct_embeddings(vectors[rows], near)]

@@ -30,7 +30,7 @@ import numpy as np
 
 from llmloop.events import MetricComputed
 from llmloop_processor import corpus, windows
-from llmloop_processor.embed import DIM
+from llmloop_processor.embed import DIM, text_key
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.stats import Tests, window_metrics
 
@@ -209,9 +209,8 @@ def window(pools: Pools, batch: Sequence[Row], rng: np.random.Generator) -> wind
 
 
 def _hash(text: str) -> int:
-    import hashlib
-
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    """A text hash standing in for the store's ``cityHash64(prompt)``."""
+    return int.from_bytes(text_key(text)[:8], "big")
 
 
 def stream(

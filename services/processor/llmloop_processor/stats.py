@@ -145,8 +145,7 @@ def drift_metrics(
 
 
 def _scalar_rows(w: windows.Window) -> np.ndarray:
-    rows = np.arange(w.size)[exchangeable.first_of_each(w.group)]
-    return rows[exchangeable.first_of_each([w.prompt_hash[i] for i in rows])]
+    return exchangeable.distinct_rows(w.prompt_hash, w.group)
 
 
 def _groupings(cur: windows.Window) -> Iterator[tuple[str, list[str | None]]]:
