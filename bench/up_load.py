@@ -127,6 +127,7 @@ async def drive(
             for _ in range(args.batch):
                 i = rng.randrange(args.keys)
                 prompt, answer = texts[rng.randrange(len(texts))]
+                n = sent + len(events)  # every text unique, as in real traffic
                 events.append(
                     {
                         "type": "completion",
@@ -134,8 +135,8 @@ async def drive(
                         "model": models[i],
                         "prompt_version": versions[i],
                         "timestamp": datetime.now(UTC).isoformat(),
-                        "prompt": prompt,
-                        "completion": answer,
+                        "prompt": f"{prompt} (ref {n})",
+                        "completion": f"{answer} (Answer {n}.)",
                         "latency_ms": rng.uniform(200, 2000),
                     }
                 )

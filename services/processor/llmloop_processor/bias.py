@@ -50,23 +50,23 @@ DEMOGRAPHIC_TERMS: dict[str, dict[str, tuple[str, ...]]] = {
         "hindu": ("hindu", "hinduism", "temple"),
     },
 }
-_PATTERNS = {
-    family: {
-        group: re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)
-        for group, words in groups.items()
-    }
+_GROUP_OF_TERM = {
+    word: (family, group)
     for family, groups in DEMOGRAPHIC_TERMS.items()
+    for group, words in groups.items()
+    for word in words
 }
+_ORDER = {key: n for n, key in enumerate(dict.fromkeys(_GROUP_OF_TERM.values()))}
+_WORD = re.compile(r"\w+")
 
 
 def demographic_groups(text: str) -> list[str]:
-    """``family:group`` for every term group mentioned in ``text`` (e.g. ``gender:female``)."""
-    return [
-        f"{family}:{group}"
-        for family, groups in _PATTERNS.items()
-        for group, pattern in groups.items()
-        if pattern.search(text)
-    ]
+    """``family:group`` for every term group mentioned in ``text`` (e.g. ``gender:female``).
+
+    Terms are whole words, case-insensitive: the text's words, looked up once each
+    (one pass, whatever the number of terms)."""
+    found = {_GROUP_OF_TERM[w] for w in set(_WORD.findall(text.lower())) if w in _GROUP_OF_TERM}
+    return [f"{family}:{group}" for family, group in sorted(found, key=_ORDER.__getitem__)]
 
 
 @dataclass(frozen=True)

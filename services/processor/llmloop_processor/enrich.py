@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from llmloop import pii
 from llmloop.events import CompletionLogged
 from llmloop_processor.bias import demographic_groups
 from llmloop_processor.sampling import EmbeddingSampler
+from llmloop_processor.sentiment import compound
 
 # USD per 1M tokens (input, output). Public list prices, mid 2025; users override
 # them (``LLMLOOP_PROCESSOR_PRICES``) for their contracts and their own models.
@@ -105,49 +105,9 @@ def price_for(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[fl
     return None if best is None else prices[best]
 
 
-@cache
-def _vader() -> Any:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    class WindowedVader(SentimentIntensityAnalyzer):  # type: ignore[misc]
-        """VADER with the same scores in linear time (issue 18).
-
-        VADER's negation and idiom checks lower-case the text's whole word list for
-        every sentiment word, quadratic in the text's length (1.8 ms for a
-        900-character answer); they only read the three words before the current
-        one (and two after, for idioms), so they get that window and the index in
-        it. Equal scores are checked against the original in the tests.
-        """
-
-        @staticmethod
-        def _negation_check(valence: float, words: list[str], start_i: int, i: int) -> float:
-            lo = max(0, i - 3)
-            return float(
-                SentimentIntensityAnalyzer._negation_check(
-                    valence, words[lo : i + 1], start_i, i - lo
-                )
-            )
-
-        @staticmethod
-        def _special_idioms_check(valence: float, words: list[str], i: int) -> float:
-            lo = max(0, i - 3)
-            return float(
-                SentimentIntensityAnalyzer._special_idioms_check(valence, words[lo : i + 3], i - lo)
-            )
-
-    return WindowedVader()
-
-
-@lru_cache(maxsize=65_536)
-def _compound(text: str) -> float:
-    # Cached by text: canned answers, refusals and templated prompts repeat, and VADER
-    # (pure Python) is the most expensive feature after embeddings.
-    return float(_vader().polarity_scores(text[:5000])["compound"])
-
-
 def sentiment(texts: Sequence[str]) -> list[float]:
     """VADER compound score in [-1, 1] per text."""
-    return [_compound(t) for t in texts]
+    return [compound(t) for t in texts]
 
 
 def toxicity(texts: Sequence[str]) -> list[float]:

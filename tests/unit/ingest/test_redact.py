@@ -48,6 +48,35 @@ def test_look_alikes_are_left_alone(text):
     assert not counts
 
 
+def test_the_cheap_gates_never_change_what_is_replaced():
+    # Each pattern is skipped on texts that fail a necessary condition (digit count, an
+    # @, two colons); the result must equal every pattern run on every text.
+    import random
+
+    from llmloop import pii
+    from llmloop_processor.corpus import long_completions
+
+    def ungated(text: str, counts: Counter[str]) -> str:
+        for kind, pattern, accept, _ in pii._DETECTORS:
+            text = pattern.sub(pii._replacer(kind, accept, counts), text)
+        return text
+
+    rng = random.Random(5)
+    pieces = [
+        "bob@example.com", "DE89 3704 0044 0532 0130 00", "4111 1111 1111 1111",
+        "078-05-1120", "10.0.0.1", "fe80::1ff:fe23:4567:890a", "abcd::ef", "+44 20 7946 0958",
+        "030 1234567", "2024-01-15", "12:30:45", "v1.2.3", "4.50", "٣٤٥٦٧٨٩٠١٢٣٤٥",
+    ]  # fmt: skip
+    texts = [a for pair in long_completions("programming", 60, 4) for a in pair]
+    texts = [t if rng.random() < 0.3 else f"{t} {rng.choice(pieces)} {rng.choice(pieces)}"
+             for t in texts] + pieces  # fmt: skip
+    for text in texts:
+        got, want = Counter[str](), Counter[str]()
+        assert redact_text(text, got) == ungated(text, want), text
+        assert got == want
+    assert sum(bool(pii.kinds(t)) for t in texts) > 40
+
+
 def test_luhn():
     assert luhn_ok("79927398713") and not luhn_ok("79927398710")
 

@@ -44,6 +44,34 @@ def test_demographic_terms_are_whole_words() -> None:
     assert demographic_groups("The theme of the manual") == []  # 'he', 'man' inside words
 
 
+def test_demographic_terms_match_a_whole_word_regex_per_group() -> None:
+    # The definition the one-pass lookup must keep: one case-insensitive \b(term|...)\b
+    # search per group, in the table's order.
+    import re
+
+    from llmloop_processor.bias import DEMOGRAPHIC_TERMS
+    from llmloop_processor.corpus import long_completions
+
+    def reference(text: str) -> list[str]:
+        return [
+            f"{family}:{group}"
+            for family, groups in DEMOGRAPHIC_TERMS.items()
+            for group, words in groups.items()
+            if re.search(r"\b(?:" + "|".join(words) + r")\b", text, re.IGNORECASE)
+        ]
+
+    texts = [t for pair in long_completions("cooking", 100, 3) for t in pair] + [
+        "HE said: her Mother's church, the temple-goer; kids & a Retiree (old).",
+        "she_her women2 men's he's",
+    ]
+    terms = [w for groups in DEMOGRAPHIC_TERMS.values() for ws in groups.values() for w in ws]
+    texts += [f"Advice for my {w.upper()}-friendly {w}s, un{w}" for w in terms]
+    texts += [f"{a}/{b}?" for a, b in zip(terms, reversed(terms), strict=True)]
+    found = [demographic_groups(t) for t in texts]
+    assert found == [reference(t) for t in texts]
+    assert sum(map(bool, found)) > len(terms)
+
+
 def _trial(rng: np.random.Generator, rates: dict[str, float], n: int) -> float:
     groups, outcomes = [], []
     for group, rate in rates.items():

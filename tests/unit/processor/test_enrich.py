@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from llmloop.events import CompletionLogged
 from llmloop_processor.embed import Sampler
 from llmloop_processor.enrich import (
@@ -77,20 +79,38 @@ def test_scalar_rows_record_the_sample_decision_and_never_embed() -> None:
     assert rows == Enricher(Sampler(0.25)).rows(events)  # redelivery: the same rows
 
 
-def test_windowed_vader_scores_equal_the_original() -> None:
+def test_fast_vader_scores_equal_the_original() -> None:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     from llmloop_processor.corpus import long_completions
-    from llmloop_processor.enrich import _vader
+    from llmloop_processor.sentiment import analyzer
 
-    original, ours = SentimentIntensityAnalyzer(), _vader()
+    original, ours = SentimentIntensityAnalyzer(), analyzer()
     texts = [t for pair in long_completions("cooking", 150, 7) for t in pair] + [
         "I do not like this at all, it is never so good",
         "The movie was kind of bad but the end was great!",
         "no good, not bad, without doubt the best; the shit hit the fan",
         "I am at least happy, kiss of death, yeah right, NOT GOOD AT ALL!!! :(",
+        "great 😀great, terrible😡 café ☕ kind of nice, sort of sad, no",
+        "  Kind of   ",
+        "",
+        "But but BUT good bad good bad, but fine?? really???? !!!!!",
     ]
-    assert [ours.polarity_scores(t) for t in texts] == [original.polarity_scores(t) for t in texts]
+    # Word salad over the words VADER's rules look at (negations, boosters, "no", "least",
+    # "but", idioms), in random case and punctuation: every rule, in every neighbourhood.
+    rng = random.Random(11)
+    vocabulary = str.split(
+        "good bad great terrible love hate nice sad happy no not never isn't without doubt "
+        "least at very so this kind of sort extremely barely but or nor the shit bomb kiss "
+        "death yeah right to die for cut mustard hardly really"
+    )
+    for _ in range(3000):
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(1, 14))]
+        words = [w.upper() if rng.random() < 0.15 else w for w in words]
+        texts.append(" ".join(w + rng.choice(["", "", ",", "!", "?", "."]) for w in words))
+    expected = [original.polarity_scores(t)["compound"] for t in texts]
+    assert [ours.compound(t) for t in texts] == expected
+    assert len({e for e in expected if e}) > 500  # texts with sentiment, not a wall of zeros
 
 
 def test_features_in_a_worker_process_equal_those_in_process() -> None:

@@ -1,0 +1,155 @@
+"""Sentiment: VADER's compound score, the same numbers as the original, 5x faster.
+
+VADER (``vaderSentiment``) is pure Python and was the processor's most expensive
+scalar feature: about 1 ms for a realistic prompt and answer (issue 18). Its
+rules are kept exactly; what is gone is the work they never needed:
+
+* its negation and idiom checks lower-case the text's whole word list for every
+  sentiment word (quadratic in the text's length); here the words are lowered
+  once and each check reads the three words before the current one (two after,
+  for idioms);
+* it rebuilds the text one character at a time to replace emojis, even when
+  there are none; ASCII text skips that pass (no emoji is ASCII);
+* it runs its per-word rules for every word and scans a 60-word negation list
+  per check; here only lexicon words get the rules, and negations are a set.
+
+``tests/unit/processor/test_enrich.py`` checks equality with the original on
+realistic answers and on the rules' corner cases (negation, boosters, "but",
+"least", idioms, capitals, emojis). Only the compound score is computed.
+"""
+
+from __future__ import annotations
+
+import string
+from functools import cache, lru_cache
+from typing import Any
+
+_PUNCTUATION = string.punctuation
+
+
+class FastVader:
+    """``SentimentIntensityAnalyzer().polarity_scores(text)["compound"]``, faster."""
+
+    def __init__(self) -> None:
+        from vaderSentiment import vaderSentiment as vs
+
+        self._vs = vs
+        original = vs.SentimentIntensityAnalyzer()
+        self.lexicon: dict[str, float] = original.lexicon
+        self.emojis: dict[str, str] = original.emojis
+        self._original = original
+        self._negate = frozenset(vs.NEGATE)
+
+    def compound(self, text: str) -> float:
+        """The compound score of ``text`` in [-1, 1], rounded to 4 places as VADER does."""
+        vs = self._vs
+        if not text.isascii():
+            text = self._without_emojis(text)
+        text = text.strip()
+        words = [w if len(s := w.strip(_PUNCTUATION)) <= 2 else s for w in text.split()]
+        caps = sum(map(str.isupper, words))
+        cap_diff = 0 < len(words) - caps < len(words)
+        lower = [w.lower() for w in words]
+        lexicon, last = self.lexicon, len(words) - 1
+        sentiments: list[float] = [0] * len(words)
+        for i in [i for i, low in enumerate(lower) if low in lexicon]:
+            low = lower[i]
+            if low in vs.BOOSTER_DICT or (low == "kind" and i < last and lower[i + 1] == "of"):
+                continue
+            sentiments[i] = self._valence(words, lower, i, cap_diff)
+        if "but" in lower:
+            sentiments = vs.SentimentIntensityAnalyzer._but_check(words, sentiments)
+        if not sentiments:
+            return 0.0
+        total = float(sum(sentiments))
+        emphasis = self._original._punctuation_emphasis(text)
+        total += emphasis if total > 0 else -emphasis if total < 0 else 0.0
+        return round(vs.normalize(total), 4)
+
+    def _valence(self, words: list[str], lower: list[str], i: int, cap_diff: bool) -> float:
+        # SentimentIntensityAnalyzer.sentiment_valence for a lexicon word, rule by rule.
+        vs, lexicon, low = self._vs, self.lexicon, lower[i]
+        valence = lexicon[low]
+        if low == "no" and i != len(words) - 1 and lower[i + 1] in lexicon:
+            valence = 0.0
+        if (
+            (i > 0 and lower[i - 1] == "no")
+            or (i > 1 and lower[i - 2] == "no")
+            or (i > 2 and lower[i - 3] == "no" and lower[i - 1] in ("or", "nor"))
+        ):
+            valence = lexicon[low] * vs.N_SCALAR
+        if words[i].isupper() and cap_diff:
+            valence = valence + vs.C_INCR if valence > 0 else valence - vs.C_INCR
+        for start_i in range(3):
+            k = i - (start_i + 1)
+            if k < 0 or lower[k] in lexicon:
+                continue
+            scalar = vs.BOOSTER_DICT.get(lower[k], 0.0)  # scalar_inc_dec
+            if scalar:
+                if valence < 0:
+                    scalar *= -1
+                if words[k].isupper() and cap_diff:
+                    scalar = scalar + vs.C_INCR if valence > 0 else scalar - vs.C_INCR
+                scalar *= (1.0, 0.95, 0.9)[start_i]
+            valence = self._negation(valence + scalar, lower, start_i, i)
+            if start_i == 2:
+                lo = i - 3
+                valence = vs.SentimentIntensityAnalyzer._special_idioms_check(
+                    valence, lower[lo : i + 3], 3
+                )
+        # _least_check
+        if i > 1 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
+            if lower[i - 2] != "at" and lower[i - 2] != "very":
+                valence *= vs.N_SCALAR
+        elif i > 0 and lower[i - 1] not in lexicon and lower[i - 1] == "least":
+            valence *= vs.N_SCALAR
+        return float(valence)
+
+    def _negation(self, valence: float, lower: list[str], start_i: int, i: int) -> float:
+        # SentimentIntensityAnalyzer._negation_check, on the three words before word i.
+        n_scalar = self._vs.N_SCALAR
+        w1, w2 = lower[i - 1], lower[i - 2] if i > 1 else ""
+        if start_i == 0:
+            if self._negated(w1):
+                valence *= n_scalar
+        elif start_i == 1:
+            if w2 == "never" and w1 in ("so", "this"):
+                valence *= 1.25
+            elif not (w2 == "without" and w1 == "doubt") and self._negated(w2):
+                valence *= n_scalar
+        else:
+            w3 = lower[i - 3]
+            if (w3 == "never" and w2 in ("so", "this")) or w1 in ("so", "this"):
+                valence *= 1.25
+            elif not (w3 == "without" and "doubt" in (w2, w1)) and self._negated(w3):
+                valence *= n_scalar
+        return valence
+
+    def _negated(self, word: str) -> bool:  # vaderSentiment.negated([word])
+        return word in self._negate or "n't" in word
+
+    def _without_emojis(self, text: str) -> str:
+        # The original's emoji pass: each emoji becomes its description.
+        out, prev_space = [], True
+        for ch in text:
+            description = self.emojis.get(ch)
+            if description is None:
+                out.append(ch)
+                prev_space = ch == " "
+            else:
+                out.append(description if prev_space else " " + description)
+                prev_space = False
+        return "".join(out)
+
+
+@cache
+def analyzer() -> Any:
+    """The one analyzer of this process (its lexicon loads on first use)."""
+    return FastVader()
+
+
+@lru_cache(maxsize=65_536)
+def compound(text: str) -> float:
+    """VADER's compound score of ``text`` (its first 5,000 characters), cached by text:
+    canned answers, refusals and templated prompts repeat."""
+    return float(analyzer().compound(text[:5000]))
