@@ -21,6 +21,7 @@ from llmloop.events import CompletionLogged
 from llmloop_processor.bias import demographic_groups
 from llmloop_processor.sampling import EmbeddingSampler
 from llmloop_processor.sentiment import compound
+from llmloop_processor.toxicity import model as toxicity_model
 
 # USD per 1M tokens (input, output). Public list prices, mid 2025; users override
 # them (``LLMLOOP_PROCESSOR_PRICES``) for their contracts and their own models.
@@ -111,12 +112,8 @@ def sentiment(texts: Sequence[str]) -> list[float]:
 
 
 def toxicity(texts: Sequence[str]) -> list[float]:
-    """Probability of profanity / abuse per text (alt-profanity-check), batched."""
-    if not texts:
-        return []
-    from profanity_check import predict_prob
-
-    return [float(p) for p in predict_prob([t[:5000] for t in texts])]
+    """Probability of profanity / abuse per text (alt-profanity-check's model)."""
+    return toxicity_model()([t[:5000] for t in texts]) if texts else []
 
 
 Features = tuple[float, float, float, float, bool, list[str], list[str]]

@@ -1,0 +1,39 @@
+"""Toxicity without scikit-learn: the same probabilities as alt-profanity-check's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from llmloop_processor.corpus import long_completions
+from llmloop_processor.toxicity import model
+
+
+def test_probabilities_equal_profanity_checks_own() -> None:
+    from profanity_check import predict_prob
+
+    texts = [t for pair in long_completions("programming", 80, 2) for t in pair] + [
+        "You idiot, this is shit!",
+        "what the f*** is wrong with you, moron",
+        "I love this recipe",
+        "",
+        "a",  # no token of the vocabulary
+        "STUPID stupid Stupid!!!",
+        "Ünïcode wörds ärë fïne, dämn",
+    ]
+    ours, theirs = model()(texts), predict_prob(texts)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    assert max(ours) > 0.9 and min(ours) < 0.1  # both ends of the scale are exercised
+
+
+def test_the_feature_worker_never_loads_scikit_learn() -> None:
+    code = (
+        "import sys\n"
+        "from llmloop_processor.enrich import text_features\n"
+        "text_features(['you idiot, she said'], ['damn, sorry, I cannot help'])\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'joblib') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
