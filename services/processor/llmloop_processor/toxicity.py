@@ -94,9 +94,10 @@ class Toxicity:
         x = np.array(counts, dtype=np.float64) * self.idf[term]
         norm = np.sqrt(np.bincount(row, weights=x * x, minlength=n))
         x /= norm[row]
-        decision = np.stack(
-            [np.bincount(row, weights=c[term] * x, minlength=n) for c in self.coef]
-        ) + self.intercept[:, None]
+        decision = (
+            np.stack([np.bincount(row, weights=c[term] * x, minlength=n) for c in self.coef])
+            + self.intercept[:, None]
+        )
         p = 1.0 / (1.0 + np.exp(self.a[:, None] * decision + self.b[:, None]))
         return p.mean(axis=0).tolist()  # type: ignore[no-any-return]
 
