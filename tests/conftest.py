@@ -7,6 +7,7 @@ never skip. Sub-directories add their own fixtures in their own conftests.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -24,6 +25,33 @@ def store(tmp_path) -> Iterator[Store]:
     migrate(store)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server_url(tmp_path_factory) -> Iterator[str]:
+    """A ClickHouse HTTP endpoint for the ``clickhouse://`` adapter: the server named by
+    ``LLMLOOP_CLICKHOUSE_URL`` when set (tests make and drop their own databases on it),
+    otherwise the chDB HTTP harness (a test fixture, not a store to deploy)."""
+    if url := os.environ.get("LLMLOOP_CLICKHOUSE_URL"):
+        yield url.rstrip("/")
+        return
+    from llmloop.testing.clickhouse_http import ChdbHttpServer
+
+    with ChdbHttpServer(tmp_path_factory.mktemp("ch-http") / "data") as server:
+        yield server.url
+
+
+@pytest.fixture
+def clickhouse_url(clickhouse_server_url: str) -> Iterator[str]:
+    """A ``clickhouse://`` store URL on a database of this test's own, dropped after it."""
+    database = f"llmloop_test_{uuid.uuid4().hex[:12]}"
+    admin = open_store(clickhouse_server_url)
+    admin.command(f"CREATE DATABASE {database}")
+    try:
+        yield f"{clickhouse_server_url}/{database}"
+    finally:
+        admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+        admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -70,9 +70,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from llmloop.store.migrate import migrate
 
     settings = settings_from(args)
+    cluster = args.cluster if args.cluster is not None else settings.clickhouse_cluster
+    if args.print_sql:
+        from llmloop.store.cluster import Cluster
+        from llmloop.store.migrate import load_migrations, render
+
+        for m in load_migrations():
+            print(f"-- {m.label}" + (f" on cluster {cluster!r}" if cluster else ""))
+            for statement in render(m.up, Cluster(cluster) if cluster else None):
+                print(statement + ";\n")
+        return 0
     store = open_store_for_cli(settings)
     try:
-        report = migrate(store, target=args.to)
+        report = migrate(store, target=args.to, cluster=cluster)
     finally:
         store.close()
     for warning in report.warnings:
@@ -211,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_store_options(mig)
     mig.add_argument("--to", type=int, metavar="N", help="target version (default: newest)")
+    mig.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="run ON CLUSTER NAME with replicated engines and Distributed tables "
+        "(default: LLMLOOP_CLICKHOUSE_CLUSTER; empty: single node)",
+    )
+    mig.add_argument(
+        "--print",
+        dest="print_sql",
+        action="store_true",
+        help="print the DDL that would run (for --cluster: the generated cluster form); "
+        "touch no store",
+    )
     mig.set_defaults(func=cmd_migrate)
 
     q = sub.add_parser(

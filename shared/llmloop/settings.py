@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         description="chdb:///PATH (embedded ClickHouse) or clickhouse://HOST:PORT[/DB]. "
         "Default: chdb under data_dir.",
     )
+    clickhouse_cluster: str = Field(
+        default="",
+        description="A ClickHouse cluster name (remote_servers): migrations run ON CLUSTER with "
+        "replicated engines and Distributed tables. Empty: single node, and ClickHouse Cloud.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the HTTP API binds to.")
     port: int = Field(default=7070, ge=0, le=65535, description="Port of the HTTP API.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

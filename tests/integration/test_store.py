@@ -1,11 +1,16 @@
-"""The chDB store adapter: bound parameters, Arrow inserts, clear errors, one owner."""
+"""The store adapters: bound parameters, Arrow inserts, UTC times, clear errors; chDB's one
+owner per data dir.
+
+The adapter tests run on both adapters: ``chdb`` (embedded) and ``clickhouse``
+(clickhouse-connect over HTTP, against ``LLMLOOP_CLICKHOUSE_URL`` when it names a server,
+otherwise against the chDB HTTP harness; see ``clickhouse_server_url`` in conftest)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -23,9 +28,16 @@ HOSTILE = [
 ]
 
 
+@pytest.fixture(params=["chdb", "clickhouse"])
+def any_store_url(request, tmp_path):
+    if request.param == "chdb":
+        return f"chdb:///{tmp_path}/chdb"
+    return request.getfixturevalue("clickhouse_url")
+
+
 @pytest.fixture
-def store(tmp_path):
-    store = open_store(f"chdb:///{tmp_path}/chdb")
+def store(any_store_url):
+    store = open_store(any_store_url)
     store.command(
         "CREATE TABLE t (id UInt32, label String, labels Map(String, String), "
         "tags Array(String), ts DateTime64(3, 'UTC'), score Nullable(Float64)) "
@@ -77,9 +89,106 @@ def test_bad_sql_is_a_store_error_naming_the_problem(store):
         store.insert("nope", pa.table({"x": [1]}))
 
 
-def test_a_second_path_in_one_process_is_refused_clearly(store, tmp_path):
-    with pytest.raises(StoreLocked, match="already has another chDB store open"):
-        open_store(f"chdb:///{tmp_path}/other")
+def test_times_are_utc_whatever_the_zone_they_come_in(store):
+    instant = datetime(2026, 3, 29, 1, 30, 0, 250000, tzinfo=UTC)  # a DST night in Europe
+    elsewhere = instant.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    table = pa.table(
+        {
+            "id": pa.array([1], pa.uint32()),
+            "label": ["x"],
+            "labels": pa.array([[]], pa.map_(pa.string(), pa.string())),
+            "tags": [[]],
+            "ts": pa.array([instant], pa.timestamp("ms", tz="UTC")),
+            "score": pa.array([None], pa.float64()),
+        }
+    )
+    store.insert("t", table)
+    for given in (instant, elsewhere, instant.replace(tzinfo=None)):  # naive means UTC
+        got = store.query(
+            "SELECT ts, toString(ts) FROM t WHERE ts = {at:DateTime64(3, 'UTC')}", {"at": given}
+        ).rows
+        assert got == [(instant, "2026-03-29 01:30:00.250")], given
+    assert store.query("SELECT {at:DateTime64(3, 'UTC')}", {"at": elsewhere}).scalar() == instant
+
+
+def test_the_clickhouse_adapter_does_not_depend_on_the_server_zone(tmp_path):
+    """The harness runs its engine in New York time; the same instants go in and out."""
+    from llmloop.testing.clickhouse_http import ChdbHttpServer
+
+    with ChdbHttpServer(tmp_path / "ny", timezone="America/New_York") as server:
+        store = open_store(server.url)
+        try:
+            assert store.query("SELECT timezone()").scalar() == "America/New_York"
+            store.command(
+                "CREATE TABLE t (ts DateTime64(3, 'UTC'), at DateTime64(3, 'UTC') "
+                "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY ts"
+            )
+            instant = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+            store.insert("t", pa.table({"ts": pa.array([instant], pa.timestamp("ms", tz="UTC"))}))
+            row = store.query(
+                "SELECT ts, toString(ts), at FROM t WHERE ts >= {lo:DateTime64(3, 'UTC')}",
+                {"lo": instant.astimezone(timezone(timedelta(hours=-4)))},
+            ).rows
+            assert row[0][:2] == (instant, "2026-07-01 12:00:00.000")
+            assert abs(row[0][2] - datetime.now(UTC)) < timedelta(minutes=5)  # an instant
+        finally:
+            store.close()
+
+
+def test_a_server_older_than_supported_is_refused_by_name():
+    from llmloop.store.clickhouse import MIN_SERVER, check_server_version
+
+    check_server_version(".".join(map(str, MIN_SERVER)) + ".1.1")
+    check_server_version("26.9.2.1")
+    with pytest.raises(StoreError, match=r"is 23\.8\.1; llmloop needs 24\.8\+"):
+        check_server_version("23.8.1", "clickhouse://h:8123")
+
+
+def test_migrations_apply_rerun_and_roll_back_through_clickhouse_connect(clickhouse_url):
+    from llmloop.store.migrate import load_migrations, migrate
+
+    store = open_store(clickhouse_url)
+    try:
+        first = migrate(store)
+        assert len(first.applied) == len(load_migrations())
+        assert not migrate(store).changed
+        assert migrate(store, target=0).rolled_back == list(reversed(first.applied))
+        names = store.query("SELECT name FROM system.tables WHERE database = currentDatabase()")
+        assert [r[0] for r in names.rows] == ["llmloop_migrations"]
+        assert migrate(store).applied == first.applied
+    finally:
+        store.close()
+
+
+def test_several_processes_write_one_store_over_http(clickhouse_url):
+    """What the distributed runtime does: writers in separate processes, one store."""
+    store = open_store(clickhouse_url)
+    store.command("CREATE TABLE w (pid UInt32, n UInt32) ENGINE = MergeTree ORDER BY (pid, n)")
+    script = textwrap.dedent(f"""
+        import os, pyarrow as pa
+        from llmloop.store import open_store
+        s = open_store({clickhouse_url!r})
+        for batch in range(5):
+            n = pa.array(range(batch * 100, batch * 100 + 100), pa.uint32())
+            s.insert("w", pa.table({{"pid": pa.array([os.getpid()] * 100, pa.uint32()), "n": n}}))
+        s.close()
+    """)
+    writers = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(3)]
+    try:
+        assert [w.wait(120) for w in writers] == [0, 0, 0]
+        rows = store.query("SELECT pid, count(), uniqExact(n) FROM w GROUP BY pid").rows
+        assert sorted(r[1:] for r in rows) == [(500, 500)] * 3
+    finally:
+        store.close()
+
+
+def test_a_second_path_in_one_process_is_refused_clearly(tmp_path):
+    store = open_store(f"chdb:///{tmp_path}/chdb")
+    try:
+        with pytest.raises(StoreLocked, match="already has another chDB store open"):
+            open_store(f"chdb:///{tmp_path}/other")
+    finally:
+        store.close()
 
 
 def test_a_second_process_is_refused_with_the_path_named(tmp_path):

@@ -33,6 +33,7 @@ from llmloop.store import Store, open_store
 from llmloop_processor.runtime import enrichment_services
 from llmloop_processor.service import TOPICS, Processor
 from llmloop_processor.settings import ProcessorSettings
+from llmloop_processor.shard import Shard, from_assignment
 from llmloop_processor.stats import StatsRunner
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class _Runtime:
                 parts = enrichment_services(s, self.bus, self.store)
                 self.enricher = parts["enricher"]
                 self.embedder = parts.get("embedder")
-                self.stats = StatsRunner(self.store, self.bus, s)
+                self.stats = StatsRunner(self.store, self.bus, s, ownership=stats_shard)
                 self.settings = s
                 self.ready = True
                 log.info("processor worker: store %s, bus %s", self.store.url, self.bus.url)
@@ -108,6 +109,17 @@ class _Runtime:
 
 
 runtime = _Runtime()
+
+
+def stats_shard() -> Shard:
+    """The statistics keys of this worker: those of the events-topic partitions the
+    consumer group assigned to it now (``shard``); none before the first assignment."""
+    try:
+        total = app.consumer.topic_partitions(topics.EVENTS) or 0
+        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+    except Exception:  # the consumer is not up yet
+        return Shard(frozenset(), 0)
+    return from_assignment(topics.EVENTS, assigned, total)
 
 
 def _message(event: Any) -> Message:

@@ -111,6 +111,13 @@ class ProcessorSettings(Settings):
     processor_stats_window_s: float = Field(
         default=300.0, gt=0, description="Length of the current window the statistics cover."
     )
+    processor_stats_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Keys computed at once within one replica (threads: numpy and the "
+        "store release the GIL); replicas split the keys between them (issue 16).",
+    )
     processor_reference_size: int = Field(
         # 2,000 (the sample cap): a 10% topic shift at 1,000 per window is found in 100%
         # of windows against 2,000 reference rows, 75% against 1,000 (bench/soundness.py).

@@ -18,6 +18,11 @@ What a test may rest on, per key and window:
 * every p-value is Holm-adjusted over its family in the window (``metric_sink``);
   overlapping windows are the alert rules' business (they evaluate windows that
   do not overlap, see ``llmloop_alerting.state``).
+
+Replicas split the keys (``shard``): each computes the keys of the events-topic
+partitions its consumer group gave it, up to ``processor_stats_workers`` keys at once.
+The log line of a tick names how many keys it computed and of which shard, so a test
+or an operator can count that every key's window was computed once.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,7 +43,7 @@ from llmloop.bus import EventBus, Record
 from llmloop.contracts.metrics import FEEDBACK_OUTCOMES, MEAN_OUTCOMES, OUTCOMES
 from llmloop.events import MetricComputed, encode_event
 from llmloop.store import Store
-from llmloop_processor import bias, drift, exchangeable, progress, windows
+from llmloop_processor import bias, drift, exchangeable, progress, shard, windows
 from llmloop_processor.aggregates import feedback_metrics, traffic_metrics
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
@@ -232,6 +238,11 @@ def window_metrics(
     return out.metrics
 
 
+def _labels_key(m: MetricComputed) -> tuple[str, str, str]:
+    labels = m.labels
+    return (labels.get("project", ""), labels.get("model", ""), labels.get("prompt_version", ""))
+
+
 class StatsRunner:
     """Computes every window's metrics and publishes them; runs on a timer."""
 
@@ -241,60 +252,104 @@ class StatsRunner:
         bus: EventBus,
         settings: ProcessorSettings,
         clock: Callable[[], float] = time.time,
+        ownership: shard.Ownership = shard.everything,
     ) -> None:
         self.store, self.bus, self.settings, self.clock = store, bus, settings, clock
+        self.ownership = ownership
         self.last_end: datetime | None = None
         self.deferred = False  # the last tick waited for enrichment to catch up
+        self.last_keys = 0  # keys the last compute() computed (this replica's share)
 
     def compute(self, start: datetime, end: datetime) -> list[MetricComputed]:
+        """This replica's keys' metrics for the window, in key order (deterministic)."""
         s = self.settings
+        mine = self.ownership()
         tests = Tests.from_settings(s)
         settle = timedelta(seconds=s.processor_feedback_settle_s)
         # Outcomes of the window itself; feedback ones are computed on the settled window.
         now_outcomes = tuple(o for o in OUTCOMES if not settle or o not in FEEDBACK_OUTCOMES)
-        metrics: list[MetricComputed] = []
-        for key in windows.keys(self.store, start, end, s.processor_min_samples):
-            cur = windows.current(self.store, key, start, end, s.processor_sample_cap)
-            ref, source = self._reference(key, start, end)
-            drift_cur = cur
-            if source == "first_n" and ref.ts_max is not None and ref.ts_max >= start:
-                # The window still overlaps the first N events: compare only what came
-                # after them, or drift would be measured between copies of one sample.
-                after = ref.ts_max + timedelta(milliseconds=1)
-                drift_cur = windows.current(self.store, key, after, end, s.processor_sample_cap)
-            enough = (
-                ref.size >= s.processor_min_samples and drift_cur.size >= s.processor_min_samples
-            )
-            metrics += window_metrics(
-                key,
-                start,
-                end,
-                cur=cur,
-                drift_cur=drift_cur,
-                ref=ref if enough else None,
-                reference=source,
-                tests=tests,
-                outcomes=now_outcomes,
-            )
-            if s.processor_profiles:
-                write_profile(self.store, key, start, end, cur)
+        keys = [
+            k
+            for k in windows.keys(self.store, start, end, s.processor_min_samples)
+            if shard.owns(mine, k)
+        ]
+        settled_keys: list[tuple[str, str, str]] = []
         if settle:
             s_start, s_end = start - settle, end - settle
-            for key in windows.keys(self.store, s_start, s_end, s.processor_min_samples):
-                settled = windows.current(self.store, key, s_start, s_end, s.processor_sample_cap)
-                metrics += window_metrics(
-                    key,
-                    s_start,
-                    s_end,
-                    cur=settled,
-                    ref=None,
-                    reference="",
-                    tests=tests,
-                    outcomes=FEEDBACK_OUTCOMES,
-                )
-        metrics.extend(feedback_metrics(self.store, start - settle, end - settle))
-        metrics.extend(traffic_metrics(self.store, start, end))
+            settled_keys = [
+                k
+                for k in windows.keys(self.store, s_start, s_end, s.processor_min_samples)
+                if shard.owns(mine, k)
+            ]
+        jobs: list[Callable[[], list[MetricComputed]]] = [
+            lambda k=k: self._key_metrics(k, start, end, tests, now_outcomes) for k in keys
+        ] + [
+            lambda k=k: self._settled_metrics(k, start - settle, end - settle, tests)
+            for k in settled_keys
+        ]
+        metrics: list[MetricComputed] = []
+        if s.processor_stats_workers > 1 and len(jobs) > 1:
+            with ThreadPoolExecutor(s.processor_stats_workers, "llmloop-stats") as pool:
+                for part in pool.map(lambda job: job(), jobs):  # results in key order
+                    metrics += part
+        else:
+            for job in jobs:
+                metrics += job()
+        shared = feedback_metrics(self.store, start - settle, end - settle)
+        shared += traffic_metrics(self.store, start, end)
+        # One query for all keys (cheap); each replica publishes its own keys' rows.
+        metrics += [m for m in shared if shard.owns(mine, _labels_key(m))]
+        self.last_keys = len(set(keys) | set(settled_keys))
         return metrics
+
+    def _key_metrics(
+        self,
+        key: tuple[str, str, str],
+        start: datetime,
+        end: datetime,
+        tests: Tests,
+        outcomes: tuple[str, ...],
+    ) -> list[MetricComputed]:
+        s = self.settings
+        cur = windows.current(self.store, key, start, end, s.processor_sample_cap)
+        ref, source = self._reference(key, start, end)
+        drift_cur = cur
+        if source == "first_n" and ref.ts_max is not None and ref.ts_max >= start:
+            # The window still overlaps the first N events: compare only what came
+            # after them, or drift would be measured between copies of one sample.
+            after = ref.ts_max + timedelta(milliseconds=1)
+            drift_cur = windows.current(self.store, key, after, end, s.processor_sample_cap)
+        enough = ref.size >= s.processor_min_samples and drift_cur.size >= s.processor_min_samples
+        metrics = window_metrics(
+            key,
+            start,
+            end,
+            cur=cur,
+            drift_cur=drift_cur,
+            ref=ref if enough else None,
+            reference=source,
+            tests=tests,
+            outcomes=outcomes,
+        )
+        if s.processor_profiles:
+            write_profile(self.store, key, start, end, cur)
+        return metrics
+
+    def _settled_metrics(
+        self, key: tuple[str, str, str], start: datetime, end: datetime, tests: Tests
+    ) -> list[MetricComputed]:
+        s = self.settings
+        settled = windows.current(self.store, key, start, end, s.processor_sample_cap)
+        return window_metrics(
+            key,
+            start,
+            end,
+            cur=settled,
+            ref=None,
+            reference="",
+            tests=tests,
+            outcomes=FEEDBACK_OUTCOMES,
+        )
 
     def _reference(
         self, key: tuple[str, str, str], start: datetime, end: datetime
@@ -321,6 +376,12 @@ class StatsRunner:
         )
         if end == self.last_end:
             return 0
+        mine = self.ownership()
+        if mine is not None and mine.partitions == 0:
+            # No assignment yet (start, rebalance): wait for one rather than skip a window.
+            self.deferred = True
+            log.info("window %s..%s: no partitions assigned yet, waiting", start, end)
+            return 0
         began = time.monotonic()
         ready = await asyncio.to_thread(progress.caught_up, self.store, start, end)
         # Wait for enrichment and embeddings of the window rather than test a partial
@@ -341,9 +402,11 @@ class StatsRunner:
             )
         self.last_end = end
         log.info(
-            "window %s..%s: %d metrics in %.2f s",
+            "window %s..%s: %d keys (%s), %d metrics in %.2f s",
             start.isoformat(),
             end.isoformat(),
+            self.last_keys,
+            mine.label if mine else "all keys",
             len(metrics),
             time.monotonic() - began,
         )

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,9 @@ def _text(value: Any, *, top: bool = False) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, datetime):
+        # An aware time is sent as UTC (the columns' zone); a naive one is taken as UTC.
+        if value.utcoffset() is not None:
+            value = value.astimezone(UTC)
         text = value.strftime("%Y-%m-%d %H:%M:%S.%f")
     elif isinstance(value, list | tuple | set):
         return "[" + ",".join(_text(v) for v in value) + "]"

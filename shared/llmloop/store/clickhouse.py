@@ -1,12 +1,25 @@
 """``clickhouse://[USER[:PASSWORD]@]HOST[:PORT][/DATABASE][?secure=true]``: a ClickHouse server.
 
 Runs the same SQL as the embedded adapter through clickhouse-connect (HTTP),
-with server-side parameter binding. Exercised in tests when
-``LLMLOOP_CLICKHOUSE_URL`` points at a server.
+with server-side parameter binding. Its tests (tests/integration/test_store.py) run
+against ``LLMLOOP_CLICKHOUSE_URL`` when that names a server, and otherwise against the
+chDB HTTP harness (``llmloop.testing.clickhouse_http``), which is a test fixture only.
+
+Supported servers: ClickHouse ``MIN_SERVER`` (24.8 LTS) or newer, self-hosted single
+node, a cluster (``LLMLOOP_CLICKHOUSE_CLUSTER``, see ``llmloop.store.cluster``) or
+ClickHouse Cloud (``?secure=true``, no cluster name). The engine every test runs is
+chDB's (ClickHouse 26.9); older servers are refused at connect with the version named.
+
+Time never depends on the server's defaults: parameters are typed
+``DateTime64(3, 'UTC')`` and aware datetimes are converted to it by the client, Arrow
+inserts carry UTC timestamps, and ``tz_mode="schema"`` returns ``DateTime64(3, 'UTC')``
+values as aware UTC datetimes, as the embedded adapter does (clickhouse-connect's
+default would return them naive).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -16,11 +29,29 @@ import pyarrow as pa
 from llmloop.redaction import redact_url
 from llmloop.store.base import QueryResult, StoreError
 
+MIN_SERVER = (24, 8)
+_TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.I)
+
+
+def check_server_version(version: str, url: str = "") -> None:
+    """Refuse a server older than ``MIN_SERVER``, naming both versions."""
+    try:
+        found = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return  # a build that does not say; let the SQL tell
+    if found < MIN_SERVER:
+        want = ".".join(map(str, MIN_SERVER))
+        raise StoreError(f"ClickHouse at {url or 'the server'} is {version}; llmloop needs {want}+")
+
 
 class ClickHouseStore:
     def __init__(self, url: str) -> None:
         import clickhouse_connect
+        from clickhouse_connect import common
 
+        # Map parameters in ClickHouse's {'k':'v'} text; the client's default (JSON) is
+        # not what a Map(String, String) placeholder parses (found by the harness tests).
+        common.set_setting("dict_parameter_format", "map")
         parts = urlsplit(url)
         # Never echo a password: errors and logs name the URL with it masked.
         self.url = redact_url(url)
@@ -34,9 +65,12 @@ class ClickHouseStore:
                 password=unquote(parts.password or ""),
                 database=parts.path.strip("/") or "default",
                 secure=secure,
+                tz_mode="schema",
             )
         except Exception as exc:
             raise StoreError(f"ClickHouse at {self.url} is unreachable: {exc}") from exc
+        self.server_version = str(self._client.server_version)
+        check_server_version(self.server_version, self.url)
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
@@ -54,6 +88,9 @@ class ClickHouseStore:
     def query_raw(
         self, sql: str, fmt: str = "TabSeparated", params: Mapping[str, Any] | None = None
     ) -> bytes:
+        # A FORMAT clause in the SQL wins, as on chDB; the client appends its own.
+        if trailing := _TRAILING_FORMAT.search(sql):
+            sql, fmt = sql[: trailing.start()], trailing[1]
         try:
             return bytes(self._client.raw_query(sql, parameters=dict(params or {}), fmt=fmt))
         except Exception as exc:

@@ -3,6 +3,10 @@
 Applied in order and recorded in ``llmloop_migrations``; applying twice is a
 no-op. The record is append-only (a rollback is a row with ``applied = 0``),
 so it needs no DELETE and reads the same on chDB and on a server.
+
+With a cluster (``cluster=``, from ``LLMLOOP_CLICKHOUSE_CLUSTER``) each statement runs
+in its generated cluster form (``llmloop.store.cluster``): ``ON CLUSTER``, replicated
+engines, Distributed tables. The checksum is the single-node file's either way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from llmloop.store.base import Store, StoreError
+from llmloop.store.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +88,9 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return found
 
 
-def applied_versions(store: Store) -> dict[int, str]:
+def applied_versions(store: Store, cluster: Cluster | None = None) -> dict[int, str]:
     """Version -> checksum of every migration currently applied."""
-    store.command(_LEDGER)
+    store.command(cluster.ledger(_LEDGER) if cluster else _LEDGER)
     result = store.query(
         "SELECT version, argMax(checksum, at), argMax(applied, at) "
         "FROM llmloop_migrations GROUP BY version ORDER BY version"
@@ -94,11 +99,17 @@ def applied_versions(store: Store) -> dict[int, str]:
 
 
 def migrate(
-    store: Store, target: int | None = None, directory: Path | None = None
+    store: Store,
+    target: int | None = None,
+    directory: Path | None = None,
+    cluster: Cluster | str | None = None,
 ) -> MigrationReport:
-    """Bring the schema to ``target`` (default: the newest), up or down."""
+    """Bring the schema to ``target`` (default: the newest), up or down; on ``cluster``
+    (a name in the servers' ``remote_servers``) when given."""
+    if isinstance(cluster, str):
+        cluster = Cluster(cluster) if cluster else None
     migrations = load_migrations(directory)
-    applied = applied_versions(store)
+    applied = applied_versions(store, cluster)
     report = MigrationReport()
     newest = migrations[-1].version if migrations else 0
     target = newest if target is None else target
@@ -110,22 +121,27 @@ def migrate(
             )
     for m in migrations:
         if m.version <= target and m.version not in applied:
-            _run(store, m.up, m)
+            _run(store, m.up, m, cluster)
             _record(store, m, applied=True)
             report.applied.append(m.label)
             log.info("applied migration %s", m.label)
     for m in reversed(migrations):
         if m.version > target and m.version in applied:
-            _run(store, m.down, m)
+            _run(store, m.down, m, cluster)
             _record(store, m, applied=False)
             report.rolled_back.append(m.label)
             log.info("rolled back migration %s", m.label)
-    report.current = max(applied_versions(store), default=0)
+    report.current = max(applied_versions(store, cluster), default=0)
     return report
 
 
-def _run(store: Store, script: str, migration: Migration) -> None:
-    for statement in split_statements(script):
+def render(script: str, cluster: Cluster | None) -> list[str]:
+    """The statements of a migration script as they run: single-node, or for ``cluster``."""
+    return cluster.render_script(script) if cluster else split_statements(script)
+
+
+def _run(store: Store, script: str, migration: Migration, cluster: Cluster | None) -> None:
+    for statement in render(script, cluster):
         try:
             store.command(statement)
         except StoreError as exc:
