@@ -45,7 +45,7 @@ e.g. LLMLOOP_DATA_DIR, LLMLOOP_BUS_URL, LLMLOOP_STORE_URL, LLMLOOP_PORT.
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from llmloop.embedded import run_embedded
+    from llmloop.embedded import PortInUse, run_embedded
     from llmloop.logs import setup_logging
     from llmloop.runtime_file import RuntimeInfo
     from llmloop.store import StoreError
@@ -60,7 +60,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run_embedded(settings, demo=args.demo, demo_rate=args.demo_rate))
-    except StoreError as exc:
+    except (StoreError, PortInUse) as exc:
         raise CliError(str(exc)) from exc
     return 0
 
@@ -108,6 +108,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     params = dict(_param(p) for p in args.param)
+    if args.format is None:
+        args.format = "PrettyCompactMonoBlock" if sys.stdout.isatty() else "TabSeparated"
     running = RuntimeInfo.running(settings.data_dir)
     if running is not None and running.store_url == settings.store_url:
         # `up` owns the embedded store: only one process may open it, so ask `up`.
@@ -248,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--format",
         "-f",
-        default="PrettyCompactMonoBlock",
-        help="ClickHouse output format: TabSeparated, CSV, JSONEachRow, ... "
-        "(default PrettyCompactMonoBlock)",
+        default=None,
+        help="ClickHouse output format: TabSeparated, CSV, JSONEachRow, ... (default: "
+        "PrettyCompactMonoBlock on a terminal, TabSeparated into a pipe or file, as "
+        "clickhouse-client does)",
     )
     q.add_argument(
         "--param",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 from typing import Any, Protocol
 
 import uvicorn
@@ -62,6 +63,25 @@ def local_router(store: Store, token: str) -> APIRouter:
     return router
 
 
+class PortInUse(RuntimeError):
+    """The API's address is taken (another ``llmloop up``, or another program)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound before anything else starts."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(
+            f"cannot listen on {host}:{port} ({exc.strerror}): another llmloop up or another "
+            "program has it; stop that one or choose a port with --port"
+        ) from exc
+    return sock
+
+
 class Service(Protocol):
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then return after finishing the current batch."""
@@ -99,7 +119,12 @@ async def run_embedded(
 ) -> None:
     """Run until SIGINT / SIGTERM: migrate, then API + processor (+ demo traffic)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.store_url)
+    listening = listen(settings.host, settings.port)  # first: a busy port fails at once
+    try:
+        store = open_store(settings.store_url)
+    except BaseException:
+        listening.close()
+        raise
     try:
         async with stop_on_signals() as stop:
             report = await asyncio.to_thread(migrate, store)
@@ -108,13 +133,21 @@ async def run_embedded(
             await bus.start()
             try:
                 await _serve(
-                    settings, bus, store, stop, demo=demo, demo_rate=demo_rate, ready=ready
+                    settings,
+                    bus,
+                    store,
+                    stop,
+                    listening,
+                    demo=demo,
+                    demo_rate=demo_rate,
+                    ready=ready,
                 )
             finally:
                 await bus.close()
     finally:
         RuntimeInfo.remove(settings.data_dir)
         store.close()
+        listening.close()
         log.info("llmloop stopped")
 
 
@@ -123,6 +156,7 @@ async def _serve(
     bus: Any,
     store: Store,
     stop: asyncio.Event,
+    listening: socket.socket,
     *,
     demo: bool,
     demo_rate: float,
@@ -152,10 +186,10 @@ async def _serve(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False
         )
     )
-    serving = asyncio.create_task(server.serve(), name="api")
+    serving = asyncio.create_task(server.serve(sockets=[listening]), name="api")
     while not server.started:
         if serving.done():
-            await serving  # raises why it could not start (port in use...)
+            await serving  # raises why it could not start
             raise SystemExit(f"the API could not start on {settings.host}:{settings.port}")
         await asyncio.sleep(0.05)
     info.write(settings.data_dir)

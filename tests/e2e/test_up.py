@@ -61,7 +61,7 @@ class Up:
 
 def query(data_dir: Path, sql: str) -> str:
     result = subprocess.run(
-        [LLMLOOP, "query", sql, "--data-dir", str(data_dir), "--format", "TSV"],
+        [LLMLOOP, "query", sql, "--data-dir", str(data_dir)],  # into a pipe: TSV
         capture_output=True,
         text=True,
         timeout=60,
@@ -166,6 +166,31 @@ def test_a_second_up_on_the_same_data_dir_is_refused_clearly(data_dir: Path):
         assert str(up.proc.pid) in second.stderr and "Traceback" not in second.stderr
     finally:
         up.stop()
+
+
+def test_a_busy_port_is_one_line_and_starts_nothing(data_dir: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [LLMLOOP, "up", "--data-dir", str(data_dir), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port} (")
+    assert "--port" in result.stderr and "Traceback" not in result.stderr
+    assert not (data_dir / "chdb").exists()  # nothing was started, no store was opened
+
+
+def test_query_into_a_pipe_is_tab_separated(tmp_path: Path):
+    store = f"chdb:///{tmp_path}/chdb"
+    args = [LLMLOOP, "query", "SELECT 1 AS n, 'a b' AS s", "--store", store]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout == "1\ta b\n"  # no box drawing when the output is not a terminal
 
 
 def test_up_on_a_kafka_broker(data_dir: Path, broker: TansuBroker):
