@@ -30,7 +30,8 @@ def commands(runbook: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize("rules", RULES, ids=lambda p: p.parent.name)
 def test_every_runbook_link_opens_a_file_in_the_repo(rules: Path) -> None:
-    links = [r["annotations"].get("runbook_url") for r in yaml.safe_load(rules.read_text())["rules"]]
+    shipped = yaml.safe_load(rules.read_text())["rules"]
+    links = [r["annotations"].get("runbook_url") for r in shipped]
     assert any(links)
     for link in filter(None, links):
         assert link.startswith(PREFIX), link
