@@ -9,8 +9,10 @@ from __future__ import annotations
 import gzip
 import logging
 import random
+import time
 import uuid
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
 
@@ -108,10 +110,23 @@ def judge(status: int, headers: Any, body: bytes, size: int) -> Answer:
 
 
 def _retry_after(headers: Any) -> float | None:
-    try:
-        return min(float(headers.get("retry-after", "")), 60.0)
-    except (TypeError, ValueError):
+    seconds = parse_retry_after(headers.get("retry-after"))
+    return None if seconds is None else min(seconds, 60.0)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110
+    section 10.2.3); None when absent or unreadable. The one parser of the SDK and the
+    webhook sender."""
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
 
 
 def _log_rejections(body: bytes) -> None:

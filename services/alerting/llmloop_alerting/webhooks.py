@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 import orjson
 
 from llmloop import topics
 from llmloop.bus import Record
+from llmloop.delivery import parse_retry_after
 from llmloop.events import NotificationAttempted, encode_event
 from llmloop.signing import IDEMPOTENCY_HEADER, sign
 from llmloop_alerting.journal import Journal, Notification
@@ -64,18 +64,6 @@ class AttemptResult:
     error: str | None
     duration_ms: float
     retry_after_s: float | None = None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 async def send(
@@ -122,7 +110,12 @@ async def send(
     error = f"HTTP {status}: {response.text[:300]}".strip()
     retryable = status >= 500 or status in _RETRY_STATUS
     return AttemptResult(
-        False, retryable, status, error, elapsed, _retry_after(response.headers.get("Retry-After"))
+        False,
+        retryable,
+        status,
+        error,
+        elapsed,
+        parse_retry_after(response.headers.get("Retry-After")),
     )
 
 

@@ -6,6 +6,8 @@ import logging
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 from llmloop.delivery import Verdict, backoff, judge
 from llmloop.spool import Spool
@@ -60,6 +62,11 @@ def test_answers_decide_what_happens_to_a_batch(caplog):
     assert judge(401, {}, b"", 5).verdict is Verdict.HOLD
     busy = judge(503, {"retry-after": "3"}, b"", 5)
     assert busy.verdict is Verdict.RETRY and busy.retry_after_s == 3.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    dated = judge(503, {"retry-after": later}, b"", 5).retry_after_s  # an HTTP-date
+    assert dated is not None and 25 < dated <= 30
+    assert judge(503, {"retry-after": "soon"}, b"", 5).retry_after_s is None
+    assert judge(503, {"retry-after": "3600"}, b"", 5).retry_after_s == 60.0  # capped
     assert judge(429, {}, b"", 5).verdict is Verdict.RETRY
     assert judge(400, {}, b"bad", 5).verdict is Verdict.DELIVERED  # resending cannot help
     assert "dropped 5 events: the collector answered 400" in caplog.text
