@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from llmloop import __version__
 from llmloop.bus import EventBus, open_bus
-from llmloop.events import IngestEvent
+from llmloop.events import IngestEvent, error_field
 from llmloop.redaction import redact_url
 from llmloop.settings import Settings
 from llmloop_ingest.auth import Authenticator, authenticator_from
@@ -103,8 +103,7 @@ def create_app(
     async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return problem(422, f"{where}: {first.get('msg', 'invalid request')}")
+        return problem(422, f"{error_field(first)}: {first.get('msg', 'invalid request')}")
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from llmloop import topics
 from llmloop.bus import EventBus, Message, Record, consume
-from llmloop.events import AnyEvent, parse_event
+from llmloop.events import AnyEvent, error_field, parse_event
 from llmloop.store import Store
 from llmloop_processor.writer import StoreWriter
 
@@ -96,5 +96,4 @@ class Processor:
 
 def _reason(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "message"
-    return f"{where}: {first['msg']} ({exc.error_count()} error(s))"
+    return f"{error_field(first)}: {first['msg']} ({exc.error_count()} error(s))"
