@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
@@ -59,6 +60,7 @@ class Watch(threading.Thread):
         self.peak_rss = 0
         self.peak_by_pid: dict[int, int] = {}
         self.rss: list[tuple[float, int]] = []
+        self.threads: dict[int, float] = {}  # CPU seconds per thread of the runtime
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -82,6 +84,21 @@ class Watch(threading.Thread):
                     continue
             self.peak_rss = max(self.peak_rss, total)
             self.rss.append((time.monotonic() - started, total))
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.threads |= {t.id: t.user_time + t.system_time for t in self.root.threads()}
+
+    def busiest_threads(self, n: int = 6) -> list[tuple[str, float]]:
+        """The runtime's threads by CPU, grouped by name: the Python interpreter's own
+        (``llmloop``, ``asyncio_N`` ...) against chDB's (merges, inserts, ``BgSchPool``)."""
+        by_name: dict[str, float] = {}
+        for tid, seconds in self.threads.items():
+            try:
+                name = Path(f"/proc/{self.root.pid}/task/{tid}/comm").read_text().strip()
+            except OSError:
+                name = "(ended)"
+            name = name.rstrip("0123456789_-")  # one group per thread pool
+            by_name[name] = by_name.get(name, 0.0) + seconds
+        return sorted(by_name.items(), key=lambda x: -x[1])[:n]
 
 
 def _name(p: psutil.Process) -> str:
@@ -238,6 +255,8 @@ def main() -> None:
                     f"peak RSS {watch.peak_by_pid.get(pid, 0) / 2**20:6.0f} MiB"
                 )
             print(f"CPU tree total {cpu_total / wall:.2f} cores over {wall:.0f} s")
+            busiest = ", ".join(f"{name} {sec:.0f} s" for name, sec in watch.busiest_threads())
+            print(f"  the runtime's busiest threads: {busiest}")
             own = psutil.Process().cpu_times()
             print(
                 f"CPU of this load generator (not in the tree) "

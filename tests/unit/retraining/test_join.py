@@ -119,3 +119,35 @@ def test_a_restart_between_completion_and_feedback_still_yields_the_pair(tmp_pat
     [pair] = second.apply([thumbs(good, 1)]).pairs
     assert (pair.chosen, pair.rejected) == ("good answer", "bad answer")
     assert [p.pair_id for _, p in second.pairs("m1")] == [pair.pair_id]
+
+
+def test_one_batch_or_one_event_per_batch_make_the_same_pairs(tmp_path):
+    # The batch reads seen ids and parked feedback once and writes completions at its end:
+    # feedback before or after its completion in the same batch, a repeat inside the batch
+    # and an id reused by another project must come out as they do event by event.
+    import random
+
+    from retraining_helpers import new_id
+
+    rng = random.Random(3)
+    events = []
+    for i in range(60):
+        good, bad = completion(f"q{i % 7}", f"good {i}"), completion(f"q{i % 7}", f"bad {i}")
+        other = completion("q", f"another project {i}", project="p2")
+        other = other.model_copy(update={"event_id": good.event_id})  # same id, other project
+        feedback = [preference(good, bad), correction(bad, f"fixed {i}"), thumbs(good, 1),
+                    thumbs(bad, -1)]  # fmt: skip
+        chosen = rng.sample(feedback, rng.randint(1, 4))
+        events += [good, bad, other, *chosen, chosen[0]]  # one event twice
+    rng.shuffle(events)  # feedback lands before its completion about half the time
+    stray = completion("q", "never rated")
+    events.append(stray.model_copy(update={"event_id": new_id()}))
+
+    whole = PairJoin(tmp_path / "whole.db")
+    one_by_one = PairJoin(tmp_path / "single.db")
+    batched = whole.apply(events)
+    single = [p for e in events for p in one_by_one.apply([e]).pairs]
+    assert len(batched.pairs) > 60
+    assert sorted(p.pair_id for p in batched.pairs) == sorted(p.pair_id for p in single)
+    assert whole.drops("m1") == one_by_one.drops("m1")
+    assert whole.apply(events).skipped == len(events)  # redelivered: nothing new
