@@ -91,6 +91,8 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 def _json_size(value: dict[str, Any]) -> dict[str, Any]:
+    if not value:  # most events: every consumer validates it again, so keep it free
+        return value
     if _deeper_than(value, MAX_METADATA_DEPTH):
         raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
     size = len(orjson.dumps(value))
