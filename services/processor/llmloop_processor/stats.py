@@ -39,6 +39,7 @@ from llmloop.events import MetricComputed, encode_event
 from llmloop.store import Store
 from llmloop_processor import bias, drift, exchangeable, progress, windows
 from llmloop_processor.aggregates import feedback_metrics, traffic_metrics
+from llmloop_processor.compare import canary_metrics
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
 from llmloop_processor.settings import ProcessorSettings
@@ -294,6 +295,16 @@ class StatsRunner:
                 )
         metrics.extend(feedback_metrics(self.store, start - settle, end - settle))
         metrics.extend(traffic_metrics(self.store, start, end))
+        if s.processor_canary_lookback_s:
+            metrics.extend(
+                canary_metrics(
+                    lambda sql, params: self.store.query(sql, params).rows,
+                    start - settle,
+                    end - settle,
+                    lookback_s=s.processor_canary_lookback_s,
+                    min_samples=s.processor_canary_min_samples,
+                )
+            )
         return metrics
 
     def _reference(
