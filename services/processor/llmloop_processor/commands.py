@@ -23,16 +23,6 @@ from llmloop.cliutil import (
 )
 
 DT = "DateTime64(3, 'UTC')"
-# The outcomes `llmloop compare` knows (llmloop_processor.compare.OUTCOMES, kept light here).
-OUTCOME_NAMES = (
-    "thumbs_up",
-    "negative_feedback",
-    "mean_score",
-    "toxicity",
-    "refusal",
-    "latency_ms",
-    "cost_usd",
-)
 
 
 def cmd_processor(args: argparse.Namespace) -> int:
@@ -309,6 +299,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    from llmloop.contracts.metrics import VERSION_OUTCOMES
+
     p = sub.add_parser(
         "processor",
         help="run the processor alone (distributed runtime)",
@@ -382,7 +374,7 @@ def add_commands(sub: Any) -> None:
     compare.add_argument("--project", help="only this project's traffic")
     compare.add_argument("--since", help="only completions since (7d, 12h, 2026-05-01)")
     compare.add_argument(
-        "--outcome", action="append", choices=sorted(OUTCOME_NAMES), help="repeat to pick some"
+        "--outcome", action="append", choices=VERSION_OUTCOMES, help="repeat to pick some"
     )
     compare.add_argument("--alpha", type=float, default=0.05, help="error rate (default 0.05)")
     compare.add_argument(

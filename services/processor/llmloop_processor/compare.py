@@ -45,7 +45,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from llmloop.contracts.metrics import VERSION_OUTCOMES
 from llmloop.events import MetricComputed
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.windows import DT, NEGATIVE
