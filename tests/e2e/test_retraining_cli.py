@@ -31,7 +31,7 @@ POLICY = """
 default:
   min_total_pairs: 16
   base_model: "tiny:0"
-  train: {max_steps: 30, batch_size: 16, learning_rate: 0.0005}
+  train: {max_steps: 30, batch_size: 16, learning_rate: 0.0005, padding_free: true}
 """
 
 
@@ -209,6 +209,7 @@ def test_retrain_datasets_and_models_commands(tmp_path, capsys):
     assert shown["status"] == "promoted" and shown["gate_passed"] is True
     assert shown["base_model"] == "tiny:0" and shown["job_id"] == registered.job_id
     assert shown["dataset_version"] == registered.dataset_version
+    assert shown["metrics"]["padding_free"] == 1.0  # the job trained on packed batches
     for key in ("rouge_l", "base_rouge_l", "bleu", "base_bleu", "bench.qa.rouge_l"):
         assert key in shown["metrics"] and f"{key}_low" in shown["metrics"]
     assert main(["models", "show", "nope", *data]) == 1

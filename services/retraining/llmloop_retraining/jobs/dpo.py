@@ -65,7 +65,8 @@ def _texts(rows: list[dict[str, Any]]) -> list[str]:
 def build_tiny(texts: list[str], seed: int, size: str = "tiny") -> tuple[Any, Any]:
     """A small Llama from a config and a byte-level BPE tokenizer trained on ``texts``.
 
-    ``size`` is "tiny" (~0.1M parameters, CPU tests) or "small" (~350M, GPU benchmark).
+    ``size``: "tiny" (~0.1M parameters, CPU tests), "mini" (~7M, CPU benchmark), "small"
+    (~350M) or "1b" (~0.9B), the last two for the GPU benchmark (bench/dpo.py).
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -87,21 +88,7 @@ def build_tiny(texts: list[str], seed: int, size: str = "tiny") -> tuple[Any, An
         unk_token="<unk>",
     )
     torch.manual_seed(seed)
-    dims = (
-        {
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-        }
-        if size == "tiny"
-        else {
-            "hidden_size": 1024,
-            "intermediate_size": 4096,
-            "num_hidden_layers": 20,
-            "num_attention_heads": 16,
-        }
-    )
+    dims = SIZES[size]
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         max_position_embeddings=512,
@@ -111,6 +98,34 @@ def build_tiny(texts: list[str], seed: int, size: str = "tiny") -> tuple[Any, An
         **dims,
     )
     return LlamaForCausalLM(config), tokenizer
+
+
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    },
+    "mini": {
+        "hidden_size": 256,
+        "intermediate_size": 688,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+    },
+    "small": {
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 20,
+        "num_attention_heads": 16,
+    },
+    "1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 16,
+    },
+}
 
 
 # For base models without one (the tiny model, most non-instruct checkpoints): chat
@@ -248,6 +263,19 @@ def _answer_all(
     }
 
 
+def use_fused_kernels(spec: dict[str, Any]) -> bool:
+    """Liger's fused kernels (RMSNorm, RoPE, SwiGLU): on request, or "auto" on a GPU with
+    ``liger_kernel`` installed (it needs Triton). TRL keeps its own fused LM head."""
+    import importlib.util
+
+    import torch
+
+    wanted = spec.get("use_liger_kernel", spec.get("fused_kernels", "auto"))
+    if wanted == "auto":
+        return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+    return bool(wanted)
+
+
 def train(spec: dict[str, Any]) -> dict[str, Any]:
     """Train, save the model, score held-out pairs; returns the metrics written to disk."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -305,7 +333,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         bf16=bool(spec.get("bf16", False)),
         gradient_checkpointing=False,
         precompute_ref_log_probs=bool(spec.get("precompute_ref_log_probs", False)),
-        use_liger_kernel=bool(spec.get("use_liger_kernel", False)),
+        use_liger_kernel=use_fused_kernels(spec),
         seed=int(spec.get("seed", 0)),
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
@@ -326,6 +354,11 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         processing_class=tokenizer,
         callbacks=[Progress()],
     )
+    if spec.get("padding_free", False):
+        from llmloop_retraining.jobs.packing import make_padding_free
+
+        # packed_row_tokens: None = rows of the batch's longest sequence; 0 = one row.
+        make_padding_free(trainer, row_tokens=spec.get("packed_row_tokens"))
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
@@ -346,6 +379,7 @@ def train(spec: dict[str, Any]) -> dict[str, Any]:
         "eval_pairs": len(eval_rows),
         "beta": config.beta,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "padding_free": bool(spec.get("padding_free", False)),
     }
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (output_dir / "eval_logps.json").write_text(
