@@ -23,7 +23,8 @@ estimated difference ``D`` (``var_a/n_a + var_b/n_b``), ``z = D/sqrt(V)`` and
 
 Ville's inequality gives P(exists n: Lambda_n >= 1/alpha) <= alpha under no
 difference, hence both guarantees. ``rho`` is tuned so the interval is
-tightest when each version has ``tune_n`` observations (Howard et al. eq. 3.x:
+tightest when each version has ``tune_n`` observations (the normal-mixture
+boundary of Howard et al. 2021, optimised for one intrinsic time:
 ``rho^2 = (2 log(1/alpha) + log(1 + 2 log(1/alpha))) / I*``); any ``rho`` is
 valid, the choice only moves where the test is most powerful. The price of
 always-validity: the interval at a given n is wider than a fixed-n one (about
