@@ -351,6 +351,16 @@ def canary_results(
     always valid, so recomputing it every window is looking at it every window.
     """
     promoted = current_versions(query)
+    traffic = query(
+        f"SELECT project_id, model, model_version, uniqExact(event_id) FROM completions "
+        f"WHERE model_version != '' AND ts >= {{since:{DT}}} AND ts < {{until:{DT}}} "
+        "GROUP BY project_id, model, model_version",
+        {"since": since, "until": until},
+    )
+    busiest: dict[tuple[str, str], tuple[int, str]] = {}
+    for project, model, version, n in traffic:
+        key = (str(project), str(model))
+        busiest[key] = max(busiest.get(key, (0, "")), (int(n), str(version)))
     out: list[CanaryResult] = []
     for outcome in OUTCOMES:
         by_model: dict[tuple[str, str], dict[str, tuple[int, float, float]]] = {}
@@ -360,9 +370,13 @@ def canary_results(
         for key, versions in by_model.items():
             if len(versions) < 2:
                 continue
+            # One current version per model for every outcome: by completions, not by
+            # how many of them this outcome happens to have.
             baseline = promoted.get(key)
             if baseline not in versions:
-                baseline = max(versions, key=lambda v: (versions[v][0], v))
+                baseline = busiest.get(key, (0, ""))[1]
+            if baseline not in versions:
+                continue
             base_arm = Arm.from_sums(*versions[baseline], rate=rate)
             for version, sums in sorted(versions.items()):
                 if version == baseline or min(sums[0], base_arm.n) < min_samples:

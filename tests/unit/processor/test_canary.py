@@ -67,3 +67,28 @@ def test_canaries_against_the_promoted_version_and_the_rule_on_them(store):
 
 def test_outcomes_match_the_catalogue():
     assert tuple(OUTCOMES) == VERSION_OUTCOMES
+
+
+def test_without_a_promotion_the_busiest_version_is_the_current_one(store):
+    rng = random.Random(5)
+    # v2 has more thumbs than v1 but fewer completions: v1 (500 completions) is current.
+    events = traffic("v1", 0.6, 300, rng) + traffic("v2", 0.6, 350, rng)
+    events += [
+        CompletionLogged(
+            model="chat",
+            model_version="v1",
+            prompt=f"x{i}",
+            completion="a",
+            project_id="acme",
+            timestamp=NOW - timedelta(hours=2),
+        )
+        for i in range(200)
+    ]
+    StoreWriter(store).write(events)
+    metrics = canary_metrics(
+        lambda sql, p: store.query(sql, p).rows, NOW, NOW, lookback_s=86400, min_samples=30
+    )
+    assert {(m.labels["model_version"], m.labels["baseline_version"]) for m in metrics} == {
+        ("v2", "v1")
+    }
+    assert all(m.p_value > 0.05 for m in metrics)  # same behaviour: nothing to report
