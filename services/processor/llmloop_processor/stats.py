@@ -39,7 +39,7 @@ from llmloop.events import MetricComputed, encode_event
 from llmloop.store import Store
 from llmloop_processor import bias, drift, exchangeable, progress, windows
 from llmloop_processor.aggregates import feedback_metrics, traffic_metrics
-from llmloop_processor.compare import canary_metrics
+from llmloop_processor.canary import canary_metrics
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
 from llmloop_processor.settings import ProcessorSettings

@@ -10,7 +10,8 @@ from llmloop.contracts.metrics import VERSION_OUTCOMES
 from llmloop.events import CompletionLogged, RetrainJobUpdated, ThumbsFeedback
 from llmloop_alerting.rules import load_rules
 from llmloop_alerting.state import new_state, observe
-from llmloop_processor.compare import OUTCOMES, canary_metrics
+from llmloop_processor.canary import canary_metrics
+from llmloop_processor.compare import OUTCOMES
 from llmloop_processor.writer import StoreWriter
 
 NOW = datetime.now(UTC).replace(microsecond=0)
