@@ -90,8 +90,9 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
         rows.append(
             {
                 "prompt": "tell me about " + " ".join(rng.choices(WORDS, k=k)),
-                "chosen": " ".join(rng.choices(GOOD, k=k * 2)),
-                "rejected": " ".join(rng.choices(BAD, k=k * 2)),
+                # A leading space: answers start on a token boundary after the prompt.
+                "chosen": " " + " ".join(rng.choices(GOOD, k=k * 2)),
+                "rejected": " " + " ".join(rng.choices(BAD, k=k * 2)),
             }
         )
     return rows
