@@ -252,6 +252,25 @@ QUALITY = Dashboard(
             width=24,
             height=7,
         ),
+        Panel(
+            "A/B: canary versions against the current one (always valid; `llmloop compare`)",
+            f"""
+            SELECT labels['model'] AS model, labels['model_version'] AS canary,
+                   labels['baseline_version'] AS current, labels['outcome'] AS outcome,
+                   round(argMax(value, window_end), 4) AS difference,
+                   argMax(p_value, window_end) AS p, argMax(sample_size, window_end) AS n,
+                   if(p < 0.05, 'significant', '') AS verdict, max(window_end) AS as_of
+            FROM metrics WHERE name = '{spec("canary_outcome_difference").name}'
+              AND $__timeFilter(window_end) AND {M_FILTER}
+            GROUP BY model, canary, current, outcome ORDER BY p""",
+            kind="table",
+            description="Each version that is not the current one (the last promoted, else the "
+            "busiest) minus the current one, cumulatively over the canary lookback (7 days by "
+            "default), with an mSPRT p-value that stays valid however often it is looked at. "
+            "Per-version values with intervals: `llmloop compare --model M --a A --b B`.",
+            width=24,
+            height=7,
+        ),
     ],
 )
 

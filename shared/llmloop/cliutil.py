@@ -84,3 +84,38 @@ def open_store_for_cli(settings: Settings) -> Store:
         raise CliError(str(exc)) from exc
     except StoreError as exc:  # a server that is down, refuses the login...
         raise CliError(str(exc)) from exc
+
+
+def query_for_cli(
+    settings: Settings, sql: str, params: dict[str, Any], fmt: str = "JSONCompactEachRow"
+) -> bytes:
+    """The output of a SELECT, through a running ``llmloop up`` or straight from the store.
+
+    ``up`` owns the embedded store (one process may open it), so read commands ask it,
+    as ``llmloop query`` does; with no ``up`` (or another store) they open the store.
+    Parameters must be JSON values (datetimes as ``YYYY-MM-DD HH:MM:SS`` text).
+    """
+    import httpx
+    import orjson
+
+    from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
+    from llmloop.store import StoreError
+
+    running = RuntimeInfo.running(settings.data_dir)
+    if running is not None and running.store_url == settings.store_url:
+        response = httpx.post(
+            f"{running.api_url}/_local/query",
+            content=orjson.dumps({"sql": sql, "format": fmt, "params": params}),
+            headers={TOKEN_HEADER: running.token, "Content-Type": "application/json"},
+            timeout=60,
+        )
+        if response.status_code != 200:
+            raise CliError(response.json().get("detail", response.text))
+        return response.content
+    store = open_store_for_cli(settings)
+    try:
+        return store.query_raw(sql, fmt, params)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        store.close()

@@ -128,6 +128,15 @@ class DemoTraffic:
         self.completions = 0
         self._recent: list[tuple[str, str, str]] = []  # (id, model, locale) awaiting feedback
 
+    def _version(self, model: str) -> str:
+        """gpt-4o-mini runs a canary on every fifth completion (for A/B: `llmloop compare`).
+
+        Chosen by count, not by a draw, so the rest of the demo's random stream is unchanged.
+        """
+        if model != "gpt-4o-mini":
+            return "base"
+        return "2026-11-canary" if self.completions % 5 == 0 else "2026-10"
+
     def _completion(self) -> dict[str, Any]:
         rng = self.rng
         drifting = self.drift_after is not None and self.completions >= self.drift_after
@@ -150,7 +159,7 @@ class DemoTraffic:
             "timestamp": self.clock().isoformat(),
             "trace_id": uuid.uuid4().hex,
             "model": model,
-            "model_version": "2026-10" if model == "gpt-4o-mini" else "base",
+            "model_version": self._version(model),
             "prompt_template": "support-answer",
             "prompt_version": rng.choice(PROMPT_VERSIONS),
             "prompt": [

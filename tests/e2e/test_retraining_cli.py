@@ -31,7 +31,7 @@ POLICY = """
 default:
   min_total_pairs: 16
   base_model: "tiny:0"
-  train: {max_steps: 30, batch_size: 16, learning_rate: 0.0005}
+  train: {max_steps: 30, batch_size: 16, learning_rate: 0.0005, padding_free: true}
 """
 
 
@@ -90,6 +90,21 @@ def test_retrain_datasets_and_models_commands(tmp_path, capsys):
     assert main(["retrain", "--model", "nope", *data]) == 1
     assert "no preference pairs for model 'nope'" in capsys.readouterr().err
     seed_pairs(tmp_path)
+    bench = tmp_path / "qa.jsonl"
+    bench.write_text(
+        "".join(
+            json.dumps({"prompt": f"q{i} help me", "reference": " ".join(GOOD[i : i + 5])}) + "\n"
+            for i in range(5)
+        )
+    )
+    assert main(["datasets", "add-benchmark", "qa", str(bench), *data]) == 0
+    added = capsys.readouterr().out
+    assert added.startswith("benchmark qa version qa-") and "5 tasks" in added
+    bench_version = added.split()[3].rstrip(":")
+    assert main(["datasets", "add-benchmark", "qa", str(tmp_path / "nope.jsonl"), *data]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["datasets", "benchmarks", *data]) == 0
+    assert bench_version in capsys.readouterr().out
 
     # --dry-run on Kubernetes: the plan and a valid Job manifest, nothing written.
     assert (
@@ -116,13 +131,19 @@ def test_retrain_datasets_and_models_commands(tmp_path, capsys):
         job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
         == "1"
     )
-    assert not (tmp_path / "datasets").exists()
+    assert not (tmp_path / "datasets" / "tiny-chat").exists()
+    in_pod = json.loads(job["spec"]["template"]["spec"]["containers"][0]["args"][-1])
+    assert [b["name"] for b in in_pod["benchmarks"]] == ["qa"]
+    assert in_pod["benchmarks"][0]["path"].startswith("/llmloop/datasets/_benchmarks/qa/qa-")
 
     # A real local job: progress bar on stderr, the verdict on stdout.
     assert main(["retrain", "--model", "tiny-chat", "--policy", str(policy), *data]) == 0
     captured = capsys.readouterr()
     assert "] 100%" in captured.err
     assert "gate PASSED" in captured.out
+    # The verdict shows the generation metrics, the benchmark's among them.
+    assert "info: rouge_l " in captured.out and "info: bench.qa.bleu " in captured.out
+    assert f"info: bench.qa version {bench_version}: 5 prompts answered" in captured.out
     events = sink_retrain_topic(tmp_path, "sink-1")
     [registered] = [e for e in events if e.stage == "model_registered"]
 
@@ -188,5 +209,8 @@ def test_retrain_datasets_and_models_commands(tmp_path, capsys):
     assert shown["status"] == "promoted" and shown["gate_passed"] is True
     assert shown["base_model"] == "tiny:0" and shown["job_id"] == registered.job_id
     assert shown["dataset_version"] == registered.dataset_version
+    assert shown["metrics"]["padding_free"] == 1.0  # the job trained on packed batches
+    for key in ("rouge_l", "base_rouge_l", "bleu", "base_bleu", "bench.qa.rouge_l"):
+        assert key in shown["metrics"] and f"{key}_low" in shown["metrics"]
     assert main(["models", "show", "nope", *data]) == 1
     assert "no model version 'nope'" in capsys.readouterr().err

@@ -2,27 +2,73 @@
 
 A tiny Llama built from a config, a tokenizer trained on the fly, TRL's
 DPOTrainer in a real subprocess; the retrain events land in chDB through the
-processor's writer, as they do in ``llmloop up``.
+processor's writer, as they do in ``llmloop up``. The gate also scores the
+answers base and fine-tuned model generate (ROUGE-L, BLEU) on the held-out
+prompts and on a registered benchmark, and requires "not worse than base".
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
+from pathlib import Path
 
 import pytest
-from retraining_data import feedback_traffic
+from retraining_data import GOOD, TOPICS, feedback_traffic
 
 from llmloop import topics
 from llmloop.bus import Record, open_bus
 from llmloop.events import RetrainJobUpdated, encode_event, parse_event
 from llmloop_processor.writer import StoreWriter
+from llmloop_retraining import benchmarks
 from llmloop_retraining.config import RetrainingSettings
+from llmloop_retraining.evaluate import PairLogps, evaluate
+from llmloop_retraining.pipeline import generation_metrics
 from llmloop_retraining.policy import PolicyBook
 from llmloop_retraining.service import Retrainer
 
-TRAIN = {"max_steps": 40, "batch_size": 16, "learning_rate": 5e-4, "beta": 0.1, "seed": 0}
+TRAIN = {
+    "max_steps": 60,
+    "batch_size": 16,
+    "learning_rate": 5e-4,
+    "beta": 0.1,
+    "seed": 0,
+    "sft_weight": 1.0,  # DPO + the chosen answers' NLL: the tuned model learns to answer
+    "eval_max_new_tokens": 16,
+}
+# BLEU with a 1-point margin: the tiny model's answers are a few words long, so its
+# BLEU is mostly brevity penalty and within a point of the untrained model's.
+REQUIRED = ("rouge_l", "bleu", "bench.*.rouge_l", "bench.*.bleu")
+MARGINS = {"*bleu": 1.0}
+
+
+def write_benchmark(path: Path, n: int = 20) -> Path:
+    """A fixed task: questions in the traffic's style, answered in the helpful vocabulary."""
+    rng = random.Random(7)
+    rows = [
+        {
+            "prompt": f"task {i}: tell me about {rng.choice(TOPICS)} {rng.choice(TOPICS)}",
+            "reference": " ".join(rng.sample(GOOD, 5)),
+        }
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def swapped(output_dir: Path, into: Path) -> Path:
+    """The job's output with base and fine-tuned exchanged: a version worse than its base."""
+    into.mkdir()
+    logps = json.loads((output_dir / "eval_logps.json").read_text())
+    logps["policy"], logps["base"] = logps["base"], logps["policy"]
+    (into / "eval_logps.json").write_text(json.dumps(logps))
+    generations = json.loads((output_dir / "eval_generations.json").read_text())
+    for s in generations.values():
+        s["policy"], s["base"] = s["base"], s["policy"]
+    (into / "eval_generations.json").write_text(json.dumps(generations))
+    return into
 
 
 async def retrain_events(bus, group: str, until_stage: str, timeout: float = 120) -> list:
@@ -51,8 +97,12 @@ async def test_feedback_becomes_a_gated_model_version(tmp_path, store):
                 "min_total_pairs": 16,
                 "base_model": "tiny:0",
                 "train": TRAIN,
+                "gate": {"not_worse_than_base": list(REQUIRED), "not_worse_margin": MARGINS},
             }
         }
+    )
+    bench = benchmarks.add(
+        settings.datasets_dir, "helpful-qa", write_benchmark(tmp_path / "bench.jsonl")
     )
     events = feedback_traffic(120)
     await bus.publish(topics.EVENTS, [Record(e.key(), encode_event(e)) for e in events])
@@ -77,6 +127,34 @@ async def test_feedback_becomes_a_gated_model_version(tmp_path, store):
     assert m["preference_accuracy"] > m["base_preference_accuracy"]
     assert m["reward_margin"] > 0
     assert registered.gate is not None and registered.gate.passed, registered.gate
+    # Generation metrics for base and fine-tuned answers, held out and on the benchmark,
+    # each with its interval; the required ones appear in the verdict with their numbers.
+    for prefix in ("", "bench.helpful-qa."):
+        assert m[f"{prefix}generated"] == (20 if prefix else m["eval_pairs"])
+        for name in ("rouge_l", "bleu"):
+            for key in (name, f"base_{name}", f"{name}_delta"):
+                assert m[f"{prefix}{key}_low"] <= m[f"{prefix}{key}"] <= m[f"{prefix}{key}_high"]
+        # The fine-tuned model answers in the chosen vocabulary; the untrained one does not.
+        assert m[f"{prefix}rouge_l"] > m[f"{prefix}base_rouge_l"]
+    reasons = " ".join(registered.gate.reasons)
+    assert "ok: rouge_l " in reasons and "ok: bench.helpful-qa.bleu " in reasons
+    assert f"info: bench.helpful-qa version {bench.version}: 20 prompts" in reasons
+    # A version worse than its base on a required metric fails the gate, naming it.
+    output = tmp_path / "models" / registered.job_id
+    worse = swapped(output, tmp_path / "worse")
+    generated, _ = generation_metrics(worse)
+    logps = json.loads((worse / "eval_logps.json").read_text())
+    gate = policies.for_model("tiny-chat").gate
+    failed = evaluate(
+        PairLogps(**logps["policy"]),
+        PairLogps(**logps["base"]),
+        beta=0.1,
+        config=gate,
+        generation=generated,
+    ).gate
+    assert not failed.passed
+    assert any(r.startswith("failed: rouge_l ") for r in failed.reasons), failed.reasons
+    assert any(r.startswith("failed: bench.helpful-qa.rouge_l ") for r in failed.reasons)
     # Lineage: base model, dataset version, job, launcher, artifact.
     assert registered.model == "tiny-chat" and registered.base_model == "tiny:0"
     assert registered.launcher == "local" and registered.project_id == "demo"

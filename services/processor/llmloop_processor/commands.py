@@ -200,7 +200,107 @@ def _window_options(p: argparse.ArgumentParser) -> None:
     add_store_options(p)
 
 
+def _since(text: str | None) -> datetime | None:
+    """``7d`` / ``12h`` / ``30m`` ago, or an ISO date or time (UTC)."""
+    if text is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise CliError(f"--since {text!r}: expected e.g. 7d, 12h or 2026-05-01") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _cell(value: float, interval: tuple[float, float], n: int | None, fmt: str) -> str:
+    text = f"{value:{fmt}} [{interval[0]:{fmt}}, {interval[1]:{fmt}}]"
+    return text + (f" n={n}" if n is not None else "")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    import orjson
+
+    from llmloop.cliutil import query_for_cli
+    from llmloop_processor.compare import OUTCOMES, arm_sums, compare_versions
+
+    settings = settings_from(args)
+    if args.a == args.b:
+        raise CliError("--a and --b name the same version")
+    outcomes = args.outcome or list(OUTCOMES)
+    since = _since(args.since)
+
+    def query(sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        raw = query_for_cli(settings, sql, params)
+        return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
+
+    sums = {
+        o: arm_sums(query, o, args.model, (args.a, args.b), project=args.project, since=since)
+        for o in outcomes
+    }
+    if not any(sums.values()):
+        raise CliError(
+            f"no completions of model {args.model!r} with version {args.a!r} or {args.b!r}"
+            + (f" since {since:%F %T}" if since else "")
+        )
+    results = compare_versions(sums, args.a, args.b, alpha=args.alpha, tune_n=args.tune_n)
+    if args.json:
+        out = {
+            name: None
+            if r is None
+            else {
+                "a": {"n": r.a.n, "value": r.a.mean, "interval": r.a_interval},
+                "b": {"n": r.b.n, "value": r.b.mean, "interval": r.b_interval},
+                "difference": r.diff,
+                "interval": r.diff_interval,
+                "p_value": r.p_value,
+                "significant": r.significant,
+                "b_worse": r.b_worse,
+            }
+            for name, r in results.items()
+        }
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "a": args.a,
+                    "b": args.b,
+                    "alpha": args.alpha,
+                    "outcomes": out,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    level = f"{1 - args.alpha:.0%}"
+    print(
+        f"{args.model}: A = {args.a}, B = {args.b}; {level} always-valid intervals and mSPRT "
+        f"p-values (valid at every look; see `llmloop compare --help`)"
+    )
+    print(f"{'OUTCOME':<18} {'A':>27} {'B':>27} {'B - A':>27} {'P':>7}  VERDICT")
+    for name, r in results.items():
+        if r is None:
+            print(f"{name:<18} {'(fewer than 2 observations on a side)':>27}")
+            continue
+        fmt = ".4g" if OUTCOMES[name].unit in ("ms", "usd") else ".3f"
+        verdict = (
+            "B worse" if r.b_worse else "B better" if r.significant else "no significant difference"
+        )
+        print(
+            f"{name:<18} {_cell(r.a.mean, r.a_interval, r.a.n, fmt):>27} "
+            f"{_cell(r.b.mean, r.b_interval, r.b.n, fmt):>27} "
+            f"{_cell(r.diff, r.diff_interval, None, '+' + fmt):>27} "
+            f"{r.p_value:>7.3g}  {verdict}"
+        )
+    return 0
+
+
 def add_commands(sub: Any) -> None:
+    from llmloop.contracts.metrics import VERSION_OUTCOMES
+
     p = sub.add_parser(
         "processor",
         help="run the processor alone (distributed runtime)",
@@ -254,3 +354,36 @@ def add_commands(sub: Any) -> None:
         "--no-embeddings", action="store_true", help="scalar features only (faster: no t-SNE)"
     )
     report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser(
+        "compare",
+        help="A/B: two model versions on live traffic, per outcome, always valid",
+        description="Per outcome (thumbs_up, negative_feedback, mean_score, toxicity, refusal, "
+        "latency_ms, cost_usd), each version's value with its interval, the difference B - A "
+        "with its interval, and a p-value. Intervals and p-values are anytime-valid "
+        "(normal-mixture confidence sequence / mSPRT, Howard et al. 2021, Johari et al. 2017): "
+        "they hold at every sample size at once, so you may run this every day and act the "
+        "first time it says significant, without inflating false positives. The unit is the "
+        "completion (its latest thumbs, its feedback's negative flag, ...).\n"
+        "  llmloop compare --model gpt-4o --a 2026-05-01 --b dpo-20260512",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument("--model", required=True)
+    compare.add_argument("--a", required=True, metavar="VERSION", help="the current version")
+    compare.add_argument("--b", required=True, metavar="VERSION", help="the challenger")
+    compare.add_argument("--project", help="only this project's traffic")
+    compare.add_argument("--since", help="only completions since (7d, 12h, 2026-05-01)")
+    compare.add_argument(
+        "--outcome", action="append", choices=VERSION_OUTCOMES, help="repeat to pick some"
+    )
+    compare.add_argument("--alpha", type=float, default=0.05, help="error rate (default 0.05)")
+    compare.add_argument(
+        "--tune-n",
+        type=int,
+        default=1000,
+        help="observations per version at which the intervals are tightest (any value is "
+        "valid; default 1000)",
+    )
+    compare.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_store_options(compare)
+    compare.set_defaults(func=cmd_compare)

@@ -164,6 +164,15 @@ class ProcessorSettings(Settings):
         description="Feedback metrics (rates, negative-feedback bias) describe the window "
         "that ended this long ago, so that feedback on its completions had time to arrive.",
     )
+    processor_canary_lookback_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="Canary comparisons (canary_outcome_difference) cover the completions of "
+        "this span before the settled window's end, cumulatively; 0 turns them off.",
+    )
+    processor_canary_min_samples: int = Field(
+        default=30, ge=2, description="Observations each version needs before it is compared."
+    )
     processor_profiles: bool = Field(
         default=True, description="Keep a whylogs profile of each window's scalar features."
     )

@@ -45,6 +45,7 @@ from llmloop.events import MetricComputed, encode_event
 from llmloop.store import Store
 from llmloop_processor import bias, drift, exchangeable, progress, shard, windows
 from llmloop_processor.aggregates import feedback_metrics, traffic_metrics
+from llmloop_processor.canary import canary_metrics
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
 from llmloop_processor.settings import ProcessorSettings
@@ -297,6 +298,14 @@ class StatsRunner:
                 metrics += job()
         shared = feedback_metrics(self.store, start - settle, end - settle)
         shared += traffic_metrics(self.store, start, end)
+        if s.processor_canary_lookback_s:
+            shared += canary_metrics(
+                lambda sql, params: self.store.query(sql, params).rows,
+                start - settle,
+                end - settle,
+                lookback_s=s.processor_canary_lookback_s,
+                min_samples=s.processor_canary_min_samples,
+            )
         # One query for all keys (cheap); each replica publishes its own keys' rows.
         metrics += [m for m in shared if shard.owns(mine, _labels_key(m))]
         self.last_keys = len(set(keys) | set(settled_keys))

@@ -62,6 +62,7 @@ class _Bar:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from llmloop_retraining import benchmarks
     from llmloop_retraining.datasets import DatasetError
     from llmloop_retraining.join import PairJoin
     from llmloop_retraining.launcher import JobSpec
@@ -110,6 +111,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                 dataset_dir=dataset.path,
                 output_dir=settings.models_dir / "dry-run",
                 train=dict(policy.train),
+                benchmarks=tuple(
+                    b.job_entry() for b in benchmarks.for_model(settings.datasets_dir, args.model)
+                ),
             )
             print(launcher.describe(spec), end="")
             return 0
@@ -222,6 +226,39 @@ def cmd_datasets_export(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
             print(f"wrote {len(rows)} pairs ({args.format}) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_datasets_add_benchmark(args: argparse.Namespace) -> int:
+    from llmloop_retraining import benchmarks, datasets
+
+    settings = _settings(args)
+    try:
+        bench = benchmarks.add(settings.datasets_dir, args.name, args.file, model=args.model)
+    except datasets.DatasetError as exc:
+        raise CliError(str(exc)) from exc
+    scope = f"model {args.model}" if args.model else "every model"
+    print(
+        f"benchmark {bench.name} version {bench.version}: {bench.manifest['tasks']} tasks, "
+        f"scored at every gate run of {scope}"
+    )
+    return 0
+
+
+def cmd_datasets_benchmarks(args: argparse.Namespace) -> int:
+    from llmloop_retraining import benchmarks
+
+    found = benchmarks.versions(_settings(args).datasets_dir, args.name)
+    if not found:
+        print("no benchmarks registered (llmloop datasets add-benchmark)", file=sys.stderr)
+        return 0
+    print(f"{'VERSION':<40} {'NAME':<20} {'MODEL':<20} {'TASKS':>6}  CREATED")
+    for b in found:
+        m = b.manifest
+        print(
+            f"{b.version:<40} {b.name:<20} {m.get('model') or '(all)':<20} {m['tasks']:>6}  "
+            f"{m['created_at'][:19]}"
+        )
     return 0
 
 
@@ -338,6 +375,23 @@ def add_commands(sub: Any) -> None:
     de.add_argument("--out", "-o", help="file to write (default stdout)")
     _common(de)
     de.set_defaults(func=cmd_datasets_export)
+    da = d.add_parser(
+        "add-benchmark",
+        help="register a benchmark task set (JSONL of prompt and reference)",
+        description='Each line: {"prompt": ..., "reference": ...} (or "references": '
+        "[...]). Versioned and content-addressed; every gate run answers its prompts with the "
+        "base and the fine-tuned model and records ROUGE-L and BLEU as bench.NAME.* metrics "
+        "of the model version (gate on them with not_worse_than_base: [bench.NAME.rouge_l]).",
+    )
+    da.add_argument("name", help="the benchmark's name (letters, digits, . _ -)")
+    da.add_argument("file", type=Path, help="the JSONL file")
+    da.add_argument("--model", help="score it only for this model (default: every model)")
+    _common(da)
+    da.set_defaults(func=cmd_datasets_add_benchmark)
+    db = d.add_parser("benchmarks", help="list registered benchmark versions, newest first")
+    db.add_argument("--name", help="only this benchmark's")
+    _common(db)
+    db.set_defaults(func=cmd_datasets_benchmarks)
 
     m = sub.add_parser("models", help="fine-tuned model versions and their gates").add_subparsers(
         dest="models_command", metavar="COMMAND", required=True

@@ -78,6 +78,14 @@ def render(
         **spec.payload(),
         "dataset_dir": f"{DATASETS_MOUNT}/{spec.dataset_dir.relative_to(datasets_root).as_posix()}",
         "output_dir": f"{OUTPUT_MOUNT}/{spec.output_dir.relative_to(output_root).as_posix()}",
+        # Benchmarks live inside the datasets volume (benchmarks.py): same mount.
+        "benchmarks": [
+            {
+                **b,
+                "path": f"{DATASETS_MOUNT}/{Path(b['path']).relative_to(datasets_root).as_posix()}",
+            }
+            for b in spec.benchmarks
+        ],
     }
     values = {
         "name": job_name(spec.job_id),

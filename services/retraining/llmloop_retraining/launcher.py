@@ -38,6 +38,8 @@ class JobSpec:
     dataset_dir: Path
     output_dir: Path
     train: dict[str, Any] = field(default_factory=dict)
+    # Benchmark task sets the job also answers ({"name", "version", "path"}; benchmarks.py).
+    benchmarks: tuple[dict[str, str], ...] = ()
 
     def payload(self) -> dict[str, Any]:
         """The spec file the job reads (``jobs/dpo.py --spec``)."""
@@ -49,6 +51,7 @@ class JobSpec:
             "dataset_version": self.dataset_version,
             "dataset_dir": str(self.dataset_dir),
             "output_dir": str(self.output_dir),
+            "benchmarks": [dict(b) for b in self.benchmarks],
         }
 
 

@@ -15,10 +15,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from llmloop.events import GateResult, RetrainJobUpdated
-from llmloop_retraining import datasets
+from llmloop_retraining import benchmarks, datasets
 from llmloop_retraining.config import RetrainingSettings
 from llmloop_retraining.evaluate import PairLogps, evaluate
 from llmloop_retraining.join import PairJoin
@@ -56,6 +57,30 @@ def _project(pairs: list[Any]) -> str | None:
 
 def _numbers(data: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in data.items() if isinstance(v, int | float) and k}
+
+
+def generation_metrics(output_dir: Path) -> tuple[dict[str, float], list[str]]:
+    """ROUGE-L / BLEU of the job's answers (``eval_generations.json``), and notes for the verdict.
+
+    Held-out prompts give the unprefixed metrics, benchmark NAME gives ``bench.NAME.*``.
+    A job that generated nothing (``eval_generate: false``, or an older job) gives none.
+    """
+    from llmloop_retraining.generation import score_generations
+
+    path = output_dir / "eval_generations.json"
+    if not path.exists():
+        return {}, []
+    metrics: dict[str, float] = {}
+    notes: list[str] = []
+    for name, s in json.loads(path.read_text()).items():
+        prefix = "" if name == "heldout" else f"{name}."
+        metrics.update(score_generations(s["references"], s["base"], s["policy"], prefix=prefix))
+        if name != "heldout":
+            notes.append(
+                f"{name} version {s['version']}: {len(s['references'])} prompts answered "
+                f"(greedy, <= {s['max_new_tokens']} tokens)"
+            )
+    return metrics, notes
 
 
 def cut_dataset(
@@ -109,6 +134,7 @@ async def run_retraining(
         dataset_dir=dataset.path,
         output_dir=settings.models_dir / job_id,
         train=dict(policy.train),
+        benchmarks=tuple(b.job_entry() for b in benchmarks.for_model(settings.datasets_dir, model)),
     )
 
     async def forward(update: JobUpdate) -> None:
@@ -136,11 +162,14 @@ async def run_retraining(
     try:
         train_metrics = json.loads((spec.output_dir / "metrics.json").read_text())
         logps = json.loads((spec.output_dir / "eval_logps.json").read_text())
+        generated, notes = generation_metrics(spec.output_dir)
         result = evaluate(
             PairLogps(**logps["policy"]),
             PairLogps(**logps["base"]),
             beta=float(logps["beta"]),
             config=policy.gate,
+            generation=generated,
+            notes=notes,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         message = f"the job finished but its output in {spec.output_dir} is unreadable: {exc}"

@@ -57,6 +57,8 @@ UNITS = {
         Unit("chars", "characters", 0),
         Unit("relative_diff", "a / b - 1 (-0.25: a is 25% below b)", -1),
         Unit("ms", "milliseconds", 0),
+        Unit("ms_diff", "a difference of milliseconds"),
+        Unit("usd_diff", "a difference of US dollars"),
         Unit("usd_per_hour", "US dollars per hour", 0),
         Unit("rate", "events per completion (can exceed 1)", 0),
     )
@@ -65,6 +67,16 @@ UNITS = {
 RATE_OUTCOMES = ("negative_feedback", "toxicity", "refusal")
 MEAN_OUTCOMES = ("sentiment", "length")
 OUTCOMES = RATE_OUTCOMES + MEAN_OUTCOMES
+# What `llmloop compare` and the canary metric compare between model versions.
+VERSION_OUTCOMES = (
+    "thumbs_up",
+    "negative_feedback",
+    "mean_score",
+    "toxicity",
+    "refusal",
+    "latency_ms",
+    "cost_usd",
+)
 # Outcomes that only exist once users had time to react: computed on settled windows.
 FEEDBACK_OUTCOMES = ("negative_feedback",)
 
@@ -219,6 +231,27 @@ CATALOGUE: dict[str, MetricSpec] = {
         MetricSpec("refusal_rate", "Share of enriched completions that refuse.", "proportion"),
         MetricSpec("latency_p95_ms", "95th percentile latency of the window.", "ms"),
         MetricSpec("cost_usd_per_hour", "Spend in the window, scaled to an hour.", "usd_per_hour"),
+        MetricSpec(
+            "canary_outcome_difference",
+            "A canary model version minus its model's current one (the last promoted, else "
+            "the busiest) on an outcome, over the canary lookback (cumulative), with an "
+            "always-valid mSPRT p-value (see llmloop_processor.compare), Holm-adjusted over "
+            "the canaries of the window per outcome. prompt_version is empty: all prompts.",
+            labels=("model_version", "baseline_version", "outcome"),
+            p_value=True,
+            family=("outcome",),
+            unit_by={
+                "outcome": {
+                    **dict.fromkeys(
+                        ("thumbs_up", "negative_feedback", "mean_score", "toxicity", "refusal"),
+                        "proportion_diff",
+                    ),
+                    "latency_ms": "ms_diff",
+                    "cost_usd": "usd_diff",
+                }
+            },
+            values={"outcome": VERSION_OUTCOMES},
+        ),
     )
 }
 

@@ -126,7 +126,10 @@ def test_the_shipped_rule_set_is_valid_and_covers_the_issue():
         "negative_feedback_rate",
         "latency_p95_ms",
         "cost_usd_per_hour",
+        "canary_outcome_difference",  # issue 17: a canary worse than the current version
     }
+    canary = {r.match["outcome"]: r.op for r in rules.rules if r.metric.startswith("canary")}
+    assert canary == {"negative_feedback": ">", "thumbs_up": "<"}
     # One bias rule per outcome, each in that outcome's unit.
     bias = {r.match["outcome"]: r for r in rules.rules if r.metric == "bias_segment_gap"}
     assert set(bias) == {"negative_feedback", "toxicity", "refusal", "sentiment", "length"}
