@@ -71,6 +71,8 @@ FIELDS = ("prompt", "completion")
 class Tests:
     """How the tests of a window run (from ``ProcessorSettings``)."""
 
+    __test__ = False  # a dataclass named Tests, not a pytest class
+
     permutations: int = 200
     max_permutations: int = 2_000
     near_duplicate: float = exchangeable.NEAR
