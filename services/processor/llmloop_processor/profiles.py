@@ -8,6 +8,7 @@ on the ``profile`` column. The stream's own drift numbers do not depend on it.
 from __future__ import annotations
 
 import base64
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +48,11 @@ def profile(window: Window) -> bytes:
     frame["toxic"] = window.toxic
     frame["refusal"] = window.refusal
     frame["negative_feedback"] = window.negative_feedback
-    return bytes(_whylogs().log(frame).view().serialize())
+    with _WHYLOGS:  # not thread-safe: two keys profiled at once deadlocked (stats workers)
+        return bytes(_whylogs().log(frame).view().serialize())
+
+
+_WHYLOGS = threading.Lock()
 
 
 def write_profile(

@@ -112,11 +112,12 @@ class ProcessorSettings(Settings):
         default=300.0, gt=0, description="Length of the current window the statistics cover."
     )
     processor_stats_workers: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=64,
         description="Keys computed at once within one replica (threads: numpy and the "
-        "store release the GIL); replicas split the keys between them (issue 16).",
+        "store release the GIL); replicas split the keys between them (issue 16). One by "
+        "default: whylogs profiling is serialised and a 2-core laptop gains little.",
     )
     processor_reference_size: int = Field(
         # 2,000 (the sample cap): a 10% topic shift at 1,000 per window is found in 100%
