@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from llmloop.backfill import backfill
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
+from llmloop_app.backfill import backfill
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_FILES = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))

@@ -58,8 +58,6 @@ from starlette.routing import BaseRoute, Mount
 from llmloop import topics
 from llmloop.async_client import AsyncClient
 from llmloop.bus import EventBus, Message, Record, open_bus
-from llmloop.cli import build_parser, main
-from llmloop.embedded import local_router
 from llmloop.events import (
     AlertStateChanged,
     CompletionLogged,
@@ -74,6 +72,8 @@ from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.sdk import Client
 from llmloop.store import Store
 from llmloop.testing.server import completion
+from llmloop_app.cli import build_parser, main
+from llmloop_app.embedded import local_router
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import hash_key
 from llmloop_ingest.settings import IngestSettings

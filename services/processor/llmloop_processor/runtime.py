@@ -89,27 +89,3 @@ def services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Any]:
         **enrichment_services(ps, bus, store),
         "stats": StatsRunner(store, bus, ps),
     }
-
-
-async def serve(settings: Settings) -> None:
-    """Run the processor on its own (distributed runtime) until SIGINT / SIGTERM."""
-    import asyncio
-
-    from llmloop.bus import open_bus
-    from llmloop.lifecycle import stop_on_signals
-    from llmloop.store import open_store
-
-    store = open_store(settings.store_url)
-    bus = open_bus(settings.bus_url)
-    try:
-        async with stop_on_signals() as stop:
-            await bus.start()
-            await asyncio.gather(
-                *(
-                    asyncio.create_task(service.run(stop), name=name)
-                    for name, service in services(settings, bus, store).items()
-                )
-            )
-    finally:
-        await bus.close()
-        store.close()

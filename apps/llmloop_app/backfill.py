@@ -27,9 +27,9 @@ import yaml
 
 from llmloop import topics
 from llmloop.bus import EventBus, Record, open_bus
-from llmloop.demo import DemoTraffic
 from llmloop.events import AnyEvent, encode_event, ingest_adapter
 from llmloop.store import Store
+from llmloop_app.demo import DemoTraffic
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""``llmloop``: the command line, and the composition root that knows every service.
+"""``llmloop``: the command line. Its own commands (up, migrate, query, demo, schemas) and
+every installed service's, from the service registry (``llmloop.service``).
 
 Heavy imports (FastAPI, chDB, aiokafka) happen inside the command that needs
 them, so ``llmloop --help`` answers at once.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -21,14 +20,6 @@ from llmloop.cliutil import (
     add_store_options,
     open_store_for_cli,
     settings_from,
-)
-
-# Services add their own commands; the CLI is their composition root.
-SERVICE_COMMANDS = (
-    "llmloop_ingest.commands",
-    "llmloop_processor.commands",
-    "llmloop_alerting.commands",
-    "llmloop_retraining.commands",
 )
 
 EPILOG = """\
@@ -45,10 +36,10 @@ e.g. LLMLOOP_DATA_DIR, LLMLOOP_BUS_URL, LLMLOOP_STORE_URL, LLMLOOP_PORT.
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from llmloop.embedded import PortInUse, run_embedded
     from llmloop.logs import setup_logging
     from llmloop.runtime_file import RuntimeInfo
     from llmloop.store import StoreError
+    from llmloop_app.embedded import PortInUse, run_embedded
 
     settings = settings_from(args)
     running = RuntimeInfo.running(settings.data_dir)
@@ -143,8 +134,8 @@ def _param(text: str) -> tuple[str, str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from llmloop.backfill import backfill
     from llmloop.store.migrate import migrate
+    from llmloop_app.backfill import backfill
 
     settings = settings_from(args)
     store = open_store_for_cli(settings)
@@ -296,9 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--check", action="store_true", help="fail if any file is stale")
     exp.set_defaults(func=cmd_schemas_export)
 
-    for module in SERVICE_COMMANDS:
-        if importlib.util.find_spec(module.partition(".")[0]) and importlib.util.find_spec(module):
-            importlib.import_module(module).add_commands(sub)
+    from llmloop.service import discover
+
+    for spec in discover():  # each service adds its own commands
+        if spec.add_commands is not None:
+            spec.add_commands(sub)
     return parser
 
 
