@@ -8,6 +8,7 @@ from typing import Any
 from llmloop.bus import EventBus
 from llmloop.settings import Settings
 from llmloop.store import Store
+from llmloop_processor import shard
 from llmloop_processor.embed import Embedder, Sampler
 from llmloop_processor.embedding import EmbeddingService, EmbeddingWriter
 from llmloop_processor.enrich import Enricher
@@ -79,13 +80,21 @@ def enrichment_services(settings: ProcessorSettings, bus: EventBus, store: Store
     return out
 
 
-def services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Any]:
-    """Every part of the processor, by name, each with ``async run(stop)``."""
+def services(
+    settings: Settings,
+    bus: EventBus,
+    store: Store,
+    *,
+    ownership: shard.Ownership = shard.everything,
+) -> dict[str, Any]:
+    """Every part of the processor, by name, each with ``async run(stop)``: what ``llmloop
+    up``, ``llmloop processor`` and the faust worker run. ``ownership`` is the statistics
+    keys this replica computes (the faust worker: its partitions'; default: every key)."""
     ps = processor_settings(settings)
     return {
         "processor": Processor(
             bus, store, batch_size=ps.writer_batch_size, max_wait_s=ps.writer_max_wait_s
         ),
         **enrichment_services(ps, bus, store),
-        "stats": StatsRunner(store, bus, ps),
+        "stats": StatsRunner(store, bus, ps, ownership=ownership),
     }
