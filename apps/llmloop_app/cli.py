@@ -19,6 +19,7 @@ from llmloop.cliutil import (
     add_log_option,
     add_store_options,
     open_store_for_cli,
+    query_for_cli,
     settings_from,
 )
 
@@ -91,36 +92,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    import httpx
-    import orjson
-
-    from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
-    from llmloop.store import StoreError
-
     settings = settings_from(args)
     params = dict(_param(p) for p in args.param)
     if args.format is None:
         args.format = "PrettyCompactMonoBlock" if sys.stdout.isatty() else "TabSeparated"
-    running = RuntimeInfo.running(settings.data_dir)
-    if running is not None and running.store_url == settings.store_url:
-        # `up` owns the embedded store: only one process may open it, so ask `up`.
-        response = httpx.post(
-            f"{running.api_url}/_local/query",
-            content=orjson.dumps({"sql": args.sql, "format": args.format, "params": params}),
-            headers={TOKEN_HEADER: running.token, "Content-Type": "application/json"},
-            timeout=args.timeout,
-        )
-        if response.status_code != 200:
-            raise CliError(response.json().get("detail", response.text))
-        output = response.content
-    else:
-        store = open_store_for_cli(settings)
-        try:
-            output = store.query_raw(args.sql, args.format, params)
-        except StoreError as exc:
-            raise CliError(str(exc)) from exc
-        finally:
-            store.close()
+    # Through `up` while it owns the embedded store (one process may open it), else direct.
+    output = query_for_cli(settings, args.sql, params, args.format, timeout_s=args.timeout)
     sys.stdout.buffer.write(output)
     sys.stdout.flush()
     return 0

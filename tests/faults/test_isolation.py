@@ -79,8 +79,8 @@ from llmloop_ingest.keys import hash_key
 from llmloop_ingest.settings import IngestSettings
 from llmloop_processor.aggregates import feedback_metrics
 from llmloop_processor.runtime import services
-from llmloop_processor.service import Processor
 from llmloop_processor.settings import ProcessorSettings
+from llmloop_processor.sink import Sink
 from llmloop_processor.stats import window_bounds
 from llmloop_retraining.join import PairJoin
 
@@ -233,7 +233,7 @@ async def on_bus(bus: EventBus, topic: str = topics.EVENTS) -> list[Message]:
 
 async def sink(bus: EventBus, store: Store) -> None:
     """Everything on the events topic into the store, through the processor's real sink."""
-    await Processor(bus, store).handle(await on_bus(bus))
+    await Sink(bus, store).handle(await on_bus(bus))
 
 
 def all_routes(routes: list[BaseRoute], prefix: str = "") -> dict[str, set[str]]:
@@ -775,7 +775,7 @@ async def _write(store: Store, events: list[Any]) -> None:
     messages = [
         Message(topics.EVENTS, 0, i, e.key(), encode_event(e)) for i, e in enumerate(events)
     ]
-    await Processor(open_bus("memory://"), store).handle(messages)
+    await Sink(open_bus("memory://"), store).handle(messages)
 
 
 async def test_feedback_of_one_project_never_counts_for_another(store):

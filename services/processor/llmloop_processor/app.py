@@ -2,7 +2,7 @@
 
 Agents stay thin: each takes a batch of events (``stream.take_events``), turns
 them into the bus port's ``Message`` and hands them to the same handlers the
-embedded runtime runs through ``consume()``: the sink (``service.Processor``)
+embedded runtime runs through ``consume()``: the sink (``sink.Sink``)
 the enricher (``enrichment.EnrichmentService``) and the embedding stage
 (``embedding.EmbeddingService``). The statistics timer runs
 as an app task. Faust acknowledges an event once both agents are done with it
@@ -31,9 +31,9 @@ from llmloop import topics
 from llmloop.bus import EventBus, Message, open_bus, retry_until_done
 from llmloop.store import Store, open_store
 from llmloop_processor.runtime import services
-from llmloop_processor.service import TOPICS
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.shard import Shard, from_assignment
+from llmloop_processor.sink import TOPICS
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from llmloop_processor.embedding import EmbeddingService, EmbeddingWriter
 from llmloop_processor.enrich import Enricher
 from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
 from llmloop_processor.sampling import AdaptiveSampler, EmbeddingSampler
-from llmloop_processor.service import Processor
 from llmloop_processor.settings import ProcessorSettings
+from llmloop_processor.sink import Sink
 from llmloop_processor.stats import StatsRunner
 
 
@@ -92,7 +92,7 @@ def services(
     keys this replica computes (the faust worker: its partitions'; default: every key)."""
     ps = processor_settings(settings)
     return {
-        "processor": Processor(
+        "processor": Sink(
             bus, store, batch_size=ps.writer_batch_size, max_wait_s=ps.writer_max_wait_s
         ),
         **enrichment_services(ps, bus, store),
