@@ -240,6 +240,11 @@ async def serve(settings: RetrainingSettings) -> None:
     async with stop_on_signals() as stop:
         await bus.start()
         try:
-            await Retrainer(bus, settings).run(stop)
+            if settings.retrain_replicated:
+                from llmloop_retraining.replicated import ReplicatedRetrainer  # aiokafka
+
+                await ReplicatedRetrainer(bus, settings).run(stop)
+            else:
+                await Retrainer(bus, settings).run(stop)
         finally:
             await bus.close()
