@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -65,6 +66,26 @@ def test_long_parameter_lists_bind_too(store):
     got = store.query("SELECT length({ids:Array(UUID)}), has({ids:Array(UUID)}, {one:UUID})",
                       {"ids": ids, "one": ids[-1]}).rows  # fmt: skip
     assert got == [(1000, 1)]
+
+
+def test_one_store_serves_several_threads_at_once(store):
+    # The processor's sink and statistics query one store from two threads; a
+    # clickhouse-connect session refused the second query while the first ran.
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                assert store.query("SELECT sleep(0.01), 1").rows == [(0, 1)]
+        except Exception as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_arrow_insert_and_typed_query(store):

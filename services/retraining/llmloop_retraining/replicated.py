@@ -393,7 +393,7 @@ class ReplicatedRetrainer(Retrainer):
             stopping.cancel()
         finally:
             inner.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
             if self._job is not None and not self._job.done():
                 self._job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -406,6 +406,10 @@ class ReplicatedRetrainer(Retrainer):
             self.join.close()
             self.ledger.close()
             self.store.close()
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("retraining: %s stopped: %r", task.get_name(), result)
+                raise result
 
     async def _ensure_join_log(self) -> None:
         """One partition: the log's order is the pairing's order, and one member holds it."""
