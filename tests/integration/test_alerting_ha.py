@@ -33,16 +33,28 @@ MODELS = [f"m{i}" for i in range(4)]
 ROUNDS = 10  # each round flips every alert: firing, resolved, firing...
 
 RULES = """
-receivers: [{{name: hook, url: "{url}", timeout: 10s}}]
+receivers:
+{receivers}
 rules:
 {rules}
 """
-RULE = "  - {{name: {name}, metric: {name}, threshold: {t}, renotify: 0s, receivers: [hook]}}"
+# A receiver (a path) per rule: the test holds one rule's first notification in flight.
+RECEIVER = '  - {{name: "{name}", url: "{url}/{name}", timeout: 10s}}'
+RULE = "  - {{name: {name}, metric: {name}, threshold: {t}, renotify: 0s, receivers: [{name}]}}"
 
 
 def rules_yaml(url: str) -> str:
+    receivers = "\n".join(RECEIVER.format(name=n, url=url) for n in THRESHOLDS)
     rules = "\n".join(RULE.format(name=n, t=t) for n, t in THRESHOLDS.items())
-    return RULES.format(url=url, rules=rules)
+    return RULES.format(receivers=receivers, url=url, rules=rules)
+
+
+def partition_of(name: str, partitions: int = 6) -> int:
+    """Where the bus puts a metric keyed by ``name`` (the producer's default partitioner)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(name.encode(), every, every))
 
 
 def round_events(r: int) -> list:
@@ -83,7 +95,8 @@ async def test_two_replicas_one_killed_every_transition_notified_once(broker, tm
     bus = open_bus(url)
     await bus.start()
     replicas: list[Replica] = []
-    async with WebhookReceiver() as hook:
+    # Slow answers: notifications are in flight when the replica dies (sent again after).
+    async with WebhookReceiver(delay_s=0.3, hang_s=3) as hook:
         (tmp_path / "rules.yaml").write_text(rules_yaml(hook.url("/hook")))
 
         def replica(name: str) -> Replica:
@@ -101,7 +114,8 @@ async def test_two_replicas_one_killed_every_transition_notified_once(broker, tm
             return r
 
         try:
-            a, b = replica("a"), replica("b")
+            a = replica("a")
+            replica("b")
             # Both hold partitions before the stream starts (the group settles).
             await wait_until(
                 lambda: set(owners(replicas).values()) == {"a", "b"} and len(owners(replicas)) == 6,
@@ -109,11 +123,19 @@ async def test_two_replicas_one_killed_every_transition_notified_once(broker, tm
                 "the two replicas never split the partitions",
             )
             expected = len(THRESHOLDS) * len(MODELS)
+            held = owners(replicas)
+            victim = a
+            # One of the victim's rules gets no answer to its first notification: the
+            # replica is killed with it in flight.
+            stuck = next(n for n in THRESHOLDS if held[partition_of(n)] == "a")
+            hook.script(f"/hook/{stuck}", ["timeout"])
             for r in range(4):
                 await publish_metrics(bus, *round_events(r))
                 await asyncio.sleep(0.3)
-            await wait_until(lambda: len(distinct_keys(hook)) >= expected, 30, "first round")
-            victim = a if list(owners(replicas).values()).count("a") else b
+            await wait_until(
+                lambda: any(r.answered is None for r in hook.requests), 30, "nothing in flight"
+            )
+            hung = next(r for r in hook.requests if r.answered is None)
             victim.kill()  # mid-stream: rounds 1-3 may still be in its outbox
             killed_at = victim.killed_at
             for r in range(4, 7):
@@ -158,5 +180,9 @@ async def test_two_replicas_one_killed_every_transition_notified_once(broker, tm
     failover_s = min(h.start for h in taken) - (killed_at or 0)
     print(f"first take-over {failover_s:.2f} s after the kill")
     assert failover_s < 15
+    # The notification in flight at the kill was delivered later, under its key.
+    hung_key = hung.headers[IDEMPOTENCY_HEADER]
+    assert hung_key in by_key and by_key[hung_key][0].body == hung.body
+    assert all(r.at > (killed_at or 0) for r in by_key[hung_key])
     resent = sum(len(s) - 1 for s in by_key.values())
     print(f"{len(by_key)} notifications, {resent} sent again after the kill (same key)")
