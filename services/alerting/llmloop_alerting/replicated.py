@@ -33,6 +33,11 @@ Guarantees, and their limits:
 * notifications: at least once per transition, with the idempotency key chosen
   when the transition was logged; a notification whose sender died between the
   receiver's 2xx and the record of it is sent again by the new owner.
+* ``llmloop alerts dlq list|replay`` reads the SQLite journal, so it does not see the
+  replicated outbox; dead letters are still on ``llmloop.notifications.deadletter.v1``.
+* the changelog has no compaction (Tansu ignores it; on Kafka the records are change
+  sets, not keyed states): set a retention longer than ``SNAPSHOT_EVERY`` change sets
+  take to accumulate, since a take-over reads from the last snapshot.
 """
 
 from __future__ import annotations

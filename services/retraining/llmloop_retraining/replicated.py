@@ -29,7 +29,11 @@ Limits: the join log is read from its start on every take-over (it grows with
 feedback, not with completions); a job that was running when its controller died
 is marked failed by the next one (a Kubernetes Job keeps running and is not
 adopted); the datasets and models directories must be shared (a volume) for a
-new controller to read what an old one cut.
+new controller to read what an old one cut. A batch of the join log polled just
+before a rebalance that gives the log back to the same replica may be applied ahead
+of the re-read from the start: the same pairs, numbered in another order.
+``llmloop retrain`` and ``llmloop datasets`` read the local state file, i.e. the
+controller's pod.
 """
 
 from __future__ import annotations
