@@ -36,8 +36,10 @@ Guarantees, and their limits:
 * ``llmloop alerts dlq list|replay`` reads the SQLite journal, so it does not see the
   replicated outbox; dead letters are still on ``llmloop.notifications.deadletter.v1``.
 * the changelog has no compaction (Tansu ignores it; on Kafka the records are change
-  sets, not keyed states): set a retention longer than ``SNAPSHOT_EVERY`` change sets
-  take to accumulate, since a take-over reads from the last snapshot.
+  sets, not keyed states): a partition is snapshotted every ``SNAPSHOT_EVERY`` change
+  sets and at least hourly (when it changes), and a take-over reads from the last
+  snapshot: give the changelog a retention of 7 days or more (a partition with no
+  change for that long holds only alerts that ``FORGET_AFTER`` forgets anyway).
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ CHANGELOG = "llmloop.alerting.changelog.v1"
 # last committed offset, a few thousand ids.
 KEEP_PROCESSED = 20_000
 SNAPSHOT_EVERY = 500  # change records between snapshots (bounds a take-over's read)
+# ... and at least this often, so that a retention of a day never drops the last one.
+SNAPSHOT_MAX_AGE_S = 3600.0
 _TOPIC_ALREADY_EXISTS = 36
 
 
@@ -120,6 +124,7 @@ class PartitionState:
     outbox: dict[str, Notification] = field(default_factory=dict)  # pending and dead
     unpublished: dict[str, tuple[str, Record]] = field(default_factory=dict)
     since_snapshot: int = 0
+    snapshot_at: float = 0.0  # time.monotonic() of the last snapshot this replica wrote
 
     def apply(self, change: dict[str, Any]) -> None:
         """One changelog record (a change set or a snapshot) applied to this state."""
@@ -320,7 +325,7 @@ class ReplicatedJournal:
     async def _snapshot(self, state: PartitionState) -> None:
         assert self._reader is not None
         offset = await self._append(state.partition, state.snapshot())
-        state.since_snapshot = 0
+        state.since_snapshot, state.snapshot_at = 0, time.monotonic()
         try:
             await self._reader.commit({TopicPartition(CHANGELOG, state.partition): offset})
         except KafkaError as exc:  # the next take-over reads from the previous snapshot
@@ -346,7 +351,10 @@ class ReplicatedJournal:
         async with self._write:
             await self._append(partition, change)
             state.apply(change)
-            if state.since_snapshot >= SNAPSHOT_EVERY:
+            if (
+                state.since_snapshot >= SNAPSHOT_EVERY
+                or time.monotonic() - state.snapshot_at > SNAPSHOT_MAX_AGE_S
+            ):
                 await self._snapshot(state)
 
     def _next_seq(self) -> int:
