@@ -422,7 +422,11 @@ class ReplicatedRetrainer(Retrainer):
         await admin.start()
         try:
             if JOIN_LOG not in set(await admin.list_topics()):
-                await admin.create_topics([NewTopic(JOIN_LOG, 1, o.replication)])
+                # Kept for ever: it is the pairs' only durable copy (a new controller
+                # rebuilds from its start), and it grows with feedback, not completions.
+                await admin.create_topics(
+                    [NewTopic(JOIN_LOG, 1, o.replication, topic_configs={"retention.ms": "-1"})]
+                )
         except Exception as exc:  # created by another replica meanwhile
             log.debug("creating %s: %s", JOIN_LOG, exc)
         finally:
