@@ -3,8 +3,9 @@
 Three processor, two alerting and two retraining replicas run as separate processes
 (plus ingest) on one Kafka-protocol broker and one store, the chDB engine served over
 the ClickHouse HTTP interface (``llmloop.testing.clickhouse_http``) so that several
-processes write and read it as they would a ClickHouse server. An app logs
-completions of four models (a fifth refusals, so an alert fires per model) and
+processes write and read it as they would a ClickHouse server, with six partitions
+so that every processor replica holds some. An app logs completions of twelve models
+(twelve statistics keys; a fifth refusals, so an alert fires per model) and
 preference feedback through the SDK; mid-stream one replica of each service is
 SIGKILLed, then started again. Afterwards: every event is stored once; no metric
 (the id of one window of one key) was computed by two replicas; every alert
@@ -24,8 +25,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from faults import test_kill
 from faults.loop import Loop
-from faults.test_kill import MODELS, NO_JOBS, App, ledger, notifications_settled, rules
+from faults.test_kill import NO_JOBS, App, ledger, notifications_settled, rules
 from llmloop import topics
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
@@ -36,6 +38,8 @@ from llmloop_alerting.testing import WebhookReceiver
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 REPLICAS = {"processor": 3, "alerting": 2, "retraining": 2}
+PARTITIONS = 6  # every processor replica holds events partitions (Loop's default is 2)
+KEYS = [f"m-{i}" for i in range(12)]  # statistics keys (one per model), 2 per partition
 _CONTROLLER = re.compile(r"controller at=([\d.]+)")
 
 
@@ -56,6 +60,8 @@ def scaled_loop(work: Path, broker, hook: WebhookReceiver, store_url: str) -> Lo
             "LLMLOOP_STORE_URL": store_url,
             "LLMLOOP_ALERTING_REPLICATED": "true",
             "LLMLOOP_RETRAIN_REPLICATED": "true",
+            "LLMLOOP_BUS_URL": broker.url(partitions=PARTITIONS),
+            "LLMLOOP_PROCESSOR_FAUST_PARTITIONS": str(PARTITIONS),
         },
         rules=steady_rules(hook.url("/hook")),
         policy=NO_JOBS,
@@ -89,8 +95,9 @@ def controller_pairs(loop: Loop) -> int:
 
 
 async def test_replicas_of_every_service_one_killed_each(
-    broker, clickhouse_url, tmp_path: Path
+    broker, clickhouse_url, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(test_kill, "MODELS", KEYS)  # the app's models and the alert check's
     store = open_store(clickhouse_url)
     migrate(store)
     async with WebhookReceiver() as hook:
@@ -138,7 +145,7 @@ async def test_replicas_of_every_service_one_killed_each(
     # Every alert transition: one notification key, delivered. (An event published twice
     # across a failover is one transition: same event id.)
     alerts = list({a["event_id"]: a for a in alerts}.values())
-    assert len(alerts) >= len(MODELS)
+    assert len(alerts) >= len(KEYS)
     assert {a["event_id"] for a in alerts} == set(delivered)
     assert all(len(keys) == 1 for keys in delivered.values()), delivered
     firing = Counter(a["fingerprint"] for a in alerts if a["status"] == "firing")
