@@ -126,8 +126,7 @@ class _Text:
             return self.digits >= min_digits
         text = self.text
         return any(
-            digits >= min_digits and pattern.search(text, lo, hi)
-            for lo, hi, digits in self.windows
+            digits >= min_digits and pattern.search(text, lo, hi) for lo, hi, digits in self.windows
         )
 
 
