@@ -23,7 +23,7 @@ _EVALUATED = re.compile(r"evaluated partition=(\d+) \S+ from=([\d.]+) to=([\d.]+
 
 
 class Replica:
-    """``python -m llmloop.cli ARGS`` with ``env``; stderr kept in ``log_path``."""
+    """``python -m llmloop_app.cli ARGS`` with ``env``; stderr kept in ``log_path``."""
 
     def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
@@ -36,7 +36,7 @@ class Replica:
     def start(self) -> Replica:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmloop.cli", *self.args],
+            [sys.executable, "-m", "llmloop_app.cli", *self.args],
             env={**os.environ, **self.env},
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -26,7 +26,8 @@ from pydantic import ValidationError
 
 from llmloop import topics
 from llmloop.bus import BusUnavailable, EventBus, Message, Record, consume
-from llmloop.events import AlertStateChanged, MetricComputed, encode_event, parse_event
+from llmloop.consumer import decode
+from llmloop.events import AlertStateChanged, MetricComputed, encode_event
 from llmloop.redaction import redact_url
 from llmloop_alerting.journal import Journal, Notification
 from llmloop_alerting.rules import RulesError, RuleSet, default_rules_path, load_rules
@@ -145,7 +146,7 @@ class AlertingService:
         metrics: dict[str, MetricComputed] = {}
         for message in batch:
             try:
-                event = parse_event(message.value)
+                event = decode(message)  # the statistics' event when published in this process
             except ValidationError:
                 continue  # the processor dead-letters unreadable messages of this topic
             if isinstance(event, MetricComputed):

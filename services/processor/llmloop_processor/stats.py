@@ -409,7 +409,8 @@ class StatsRunner:
         metrics = await asyncio.to_thread(self.compute, start, end)
         if metrics:
             await self.bus.publish(
-                topics.METRICS, [Record(key=m.key(), value=encode_event(m)) for m in metrics]
+                topics.METRICS,
+                [Record(key=m.key(), value=encode_event(m), event=m) for m in metrics],
             )
         self.last_end = end
         log.info(

@@ -56,6 +56,7 @@ from pydantic import ValidationError
 from llmloop import topics
 from llmloop.bus import Message, Record, consume
 from llmloop.bus.kafka import KafkaOptions
+from llmloop.consumer import decode
 from llmloop.events import (
     AlertStateChanged,
     CompletionLogged,
@@ -200,7 +201,7 @@ class ReplicatedRetrainer(Retrainer):
         records: list[dict[str, Any]] = []
         for message in batch:
             try:
-                event = parse_event(message.value)
+                event = decode(message)
             except ValidationError:
                 continue
             if isinstance(event, CompletionLogged):

@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from llmloop import topics
 from llmloop.bus import EventBus, Message, Record, consume
-from llmloop.events import AlertStateChanged, AnyEvent, RetrainJobUpdated, encode_event, parse_event
+from llmloop.consumer import decode
+from llmloop.events import AlertStateChanged, AnyEvent, RetrainJobUpdated, encode_event
 from llmloop_retraining.config import RetrainingSettings
 from llmloop_retraining.join import PairJoin
 from llmloop_retraining.launcher import Launcher, LocalLauncher
@@ -125,7 +126,7 @@ class Retrainer:
         alerts: list[AlertStateChanged] = []
         for message in batch:
             try:
-                event = parse_event(message.value)
+                event = decode(message)  # ingest's event when published in this process
             except ValidationError:
                 continue  # the processor dead-letters what nobody can read
             if isinstance(event, AlertStateChanged):
