@@ -29,11 +29,13 @@ SERVICE_COMMANDS = (
     "llmloop_processor.commands",
     "llmloop_alerting.commands",
     "llmloop_retraining.commands",
+    "llmloop_console.commands",
 )
 
 EPILOG = """\
 Quick start:
-  llmloop up --demo            run everything locally, with demo traffic
+  llmloop up --demo            run everything locally, with demo traffic; it prints
+                               the console's sign-in link (http://127.0.0.1:7070/)
   llmloop query "SELECT model, count() FROM completions GROUP BY model"
 
 Every option can also come from the environment with the LLMLOOP_ prefix,

@@ -27,7 +27,10 @@ from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.settings import Settings
 from llmloop.store import Store, StoreError, open_store
 from llmloop.store.migrate import migrate
+from llmloop_alerting.rules import load_rules
 from llmloop_alerting.runtime import services as alerting_services
+from llmloop_console.app import install as install_console
+from llmloop_console.tokens import ConsoleTokens, ensure_local_token, tokens_path
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import ensure_local_key
 from llmloop_ingest.settings import ingest_settings
@@ -61,6 +64,15 @@ def local_router(store: Store, token: str) -> APIRouter:
         return Response(out, media_type="application/octet-stream")
 
     return router
+
+
+def add_console(app: FastAPI, settings: Settings, store: Store, bus: EventBus) -> str:
+    """The console at ``/`` beside the API; returns the local user's sign-in token."""
+    thresholds = {rule.name: rule.threshold for rule in load_rules(env={}).rules}
+    install_console(
+        app, store, ConsoleTokens(tokens_path(settings.data_dir)), thresholds=thresholds
+    )
+    return ensure_local_token(settings.data_dir)
 
 
 class PortInUse(RuntimeError):
@@ -181,6 +193,7 @@ async def _serve(
     )
     info = RuntimeInfo.new(api_url, settings.store_url)
     app.include_router(local_router(store, info.token))
+    console_token = add_console(app, settings, store, bus)
     server = _Server(
         uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False
@@ -194,6 +207,11 @@ async def _serve(
         await asyncio.sleep(0.05)
     info.write(settings.data_dir)
     log.info("API listening on %s  (POST /v1/events, docs at %s/docs)", api_url, api_url)
+    log.info(
+        "console: %s/console/signin?token=%s  (sign-in link of this machine's user)",
+        api_url,
+        console_token,
+    )
     log.info('query the store:  llmloop query "SELECT count() FROM completions"')
     log.info(
         "API key of project 'default': %s (the SDK reads it there; curl: "

@@ -1,0 +1,2 @@
+// The list, detail and review views (registered on window.llmloopConsole.views).
+"use strict";

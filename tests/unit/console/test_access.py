@@ -1,0 +1,81 @@
+"""Sign-in and the project scope on every console route (a fake store records each query)."""
+
+from __future__ import annotations
+
+import pytest
+from console_fakes import RecordingStore
+from fastapi.testclient import TestClient
+
+from llmloop_console.app import create_app
+from llmloop_console.tokens import ConsoleTokens
+
+
+@pytest.fixture
+def console(tmp_path):
+    store = RecordingStore(["a", "b"])
+    tokens = ConsoleTokens(tmp_path / "console.db")
+    app = create_app(store, tokens)
+    return TestClient(app, base_url="http://console.test"), tokens, store
+
+
+def signed_in(client: TestClient, tokens: ConsoleTokens, projects: list[str]) -> TestClient:
+    token, _ = tokens.create(projects)
+    response = client.get(f"/console/signin?token={token}", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/console/"
+    assert "httponly" in response.headers["set-cookie"].lower()
+    assert "samesite=strict" in response.headers["set-cookie"].lower()
+    return client
+
+
+def test_signed_out_pages_redirect_and_the_api_refuses(console):
+    client, _, store = console
+    page = client.get("/console/d/llmloop-overview", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/console/signin"
+    assert client.get("/console/api/d/llmloop-overview/0").status_code == 401
+    assert store.asked == []
+
+
+def test_a_wrong_token_does_not_sign_in(console):
+    client, _, _ = console
+    response = client.get("/console/signin?token=llc_nope", follow_redirects=False)
+    assert response.status_code == 401
+    assert "set-cookie" not in response.headers
+
+
+def test_a_token_for_a_sees_only_a(console):
+    client, tokens, store = console
+    signed_in(client, tokens, ["a"])
+    assert client.get("/console/api/filters").json()["project"] == ["a"]
+    store.asked.clear()
+    assert client.get("/console/api/d/llmloop-overview/0").status_code == 200
+    assert [params["project"] for _, params in store.asked] == [["a"]]
+    refused = client.get("/console/api/d/llmloop-overview/0?project=b")
+    assert refused.status_code == 403
+    assert client.get("/console/api/filters?project=b").status_code == 403
+
+
+def test_an_all_projects_token_sees_what_the_store_has(console):
+    client, tokens, store = console
+    signed_in(client, tokens, ["*"])
+    store.asked.clear()
+    client.get("/console/api/d/llmloop-overview/0")
+    assert store.asked[-1][1]["project"] == ["a", "b"]
+    client.get("/console/api/d/llmloop-overview/0?project=b")
+    assert store.asked[-1][1]["project"] == ["b"]
+
+
+def test_a_revoked_token_is_signed_out_at_once(console):
+    client, tokens, _ = console
+    signed_in(client, tokens, ["a"])
+    (info,) = tokens.list_tokens()
+    tokens.revoke(info.token_id)
+    assert client.get("/console/api/filters").status_code == 401
+
+
+def test_pages_load_nothing_from_another_origin(console):
+    client, tokens, _ = console
+    signed_in(client, tokens, ["a"])
+    page = client.get("/console/d/llmloop-drift")
+    assert page.status_code == 200
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http://" not in page.text and "https://" not in page.text
