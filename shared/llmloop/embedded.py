@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from llmloop.bus import EventBus, open_bus
+from llmloop.console_wiring import IngestSink, LocalOperations
 from llmloop.demo import run_demo
 from llmloop.lifecycle import stop_on_signals
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
@@ -67,10 +68,20 @@ def local_router(store: Store, token: str) -> APIRouter:
 
 
 def add_console(app: FastAPI, settings: Settings, store: Store, bus: EventBus) -> str:
-    """The console at ``/`` beside the API; returns the local user's sign-in token."""
-    thresholds = {rule.name: rule.threshold for rule in load_rules(env={}).rules}
+    """The console at ``/`` beside the API; returns the local user's sign-in token.
+
+    Its judgments go through this process's ingest path, with the ingest app's
+    settings and metrics, onto the same bus as the SDK's events.
+    """
+    rules = load_rules(env={}).rules
     install_console(
-        app, store, ConsoleTokens(tokens_path(settings.data_dir)), thresholds=thresholds
+        app,
+        store,
+        ConsoleTokens(tokens_path(settings.data_dir)),
+        thresholds={rule.name: rule.threshold for rule in rules},
+        rule_metrics={rule.name: rule.metric for rule in rules},
+        sink=IngestSink(bus, app.state.settings, app.state.metrics),
+        operations=LocalOperations(settings, bus),
     )
     return ensure_local_token(settings.data_dir)
 

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from llmloop.contracts.panels import DASHBOARDS, VARIABLES, dashboard
 from llmloop.store import Store
-from llmloop_console import pages
+from llmloop_console import pages, views
 from llmloop_console.panels import bind, run_panel
+from llmloop_console.ports import FeedbackSink, Operations
+from llmloop_console.review import Leases
 from llmloop_console.scope import Projects, allowed_projects, filters_from
 from llmloop_console.security import COOKIE, Guard, NotSignedIn, ViewerDep
 from llmloop_console.tokens import ConsoleTokens
@@ -29,17 +31,7 @@ from llmloop_console.tokens import ConsoleTokens
 STATIC = Path(__file__).parent / "static"
 
 
-def _html(text: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        text,
-        status,
-        headers={
-            "Content-Security-Policy": pages.CSP,
-            "X-Frame-Options": "DENY",
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "same-origin",
-        },
-    )
+_html = pages.html_response
 
 
 def install(
@@ -48,17 +40,27 @@ def install(
     tokens: ConsoleTokens,
     *,
     thresholds: Mapping[str, float] | None = None,
-    extra_routers: list[APIRouter] | None = None,
+    rule_metrics: Mapping[str, str] | None = None,
+    sink: FeedbackSink | None = None,
+    operations: Operations | None = None,
 ) -> None:
-    """Add the console to ``app``: ``/`` redirects to it; every route checks the sign-in."""
+    """Add the console to ``app``: ``/`` redirects to it; every route checks the sign-in.
+
+    ``thresholds`` and ``rule_metrics`` (rule name -> its threshold / metric) come
+    from the alert rules; without ``sink`` the review queue cannot send
+    judgments, without ``operations`` replay, pairs and promotion are off.
+    """
     app.state.console_guard = Guard(tokens)
     app.state.console_store = store
     app.state.console_projects = Projects(store)
     app.state.console_thresholds = dict(thresholds or {})
+    app.state.console_rule_metrics = dict(rule_metrics or {})
+    app.state.console_sink = sink
+    app.state.console_ops = operations
+    app.state.console_leases = Leases()
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.include_router(router)
-    for extra in extra_routers or []:
-        app.include_router(extra)
+    app.include_router(views.router)
 
     async def not_signed_in(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/console/api/"):
@@ -188,10 +190,8 @@ async def panel_data(uid: str, index: int, request: Request, viewer: ViewerDep) 
     return JSONResponse(data)
 
 
-def create_app(
-    store: Store, tokens: ConsoleTokens, *, thresholds: Mapping[str, float] | None = None
-) -> FastAPI:
-    """A stand-alone console (no ingest API beside it)."""
+def create_app(store: Store, tokens: ConsoleTokens, **options: Any) -> FastAPI:
+    """A stand-alone console (no ingest API beside it); ``options`` as for ``install``."""
     app = FastAPI(title="llmloop console", docs_url=None, redoc_url=None, openapi_url=None)
-    install(app, store, tokens, thresholds=thresholds)
+    install(app, store, tokens, **options)
     return app

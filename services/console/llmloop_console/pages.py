@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from html import escape
 
+from fastapi.responses import HTMLResponse
+
 from llmloop.contracts.panels import DASHBOARDS, Dashboard
 
 # Only this origin: no CDN, no inline script (page data travels as JSON in a
@@ -18,6 +20,20 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def html_response(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        text,
+        status,
+        headers={
+            "Content-Security-Policy": CSP,
+            "X-Frame-Options": "DENY",
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
 
 NAV = [
     *[(f"/console/d/{d.uid}", d.title.removeprefix("llmloop / ")) for d in DASHBOARDS],

@@ -100,6 +100,12 @@ def plain(value: Any) -> Any:
         return float(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, tuple) and len(v) == 2 for v in value)
+    ):  # a Map: Arrow hands it over as (key, value) tuples
+        return {str(k): plain(v) for k, v in value}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     if isinstance(value, dict):

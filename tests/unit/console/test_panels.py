@@ -8,7 +8,7 @@ import pytest
 
 from llmloop.contracts.panels import DASHBOARDS
 from llmloop.store import QueryResult
-from llmloop_console.panels import Filters, bind, time_series
+from llmloop_console.panels import Filters, bind, plain, time_series
 
 
 def test_every_catalogue_panel_binds_with_the_project_scope_always_applied():
@@ -72,3 +72,9 @@ def test_labels_and_several_values_name_series_by_both():
     result = QueryResult(["time", "model", "tox", "ref"], [(t(0), "a", 0.1, 0.2)])
     names = [s["name"] for s in time_series(result)["series"]]
     assert names == ["a ref", "a tox"]
+
+
+def test_maps_become_objects_and_times_epoch_seconds():
+    assert plain([("model", "a"), ("locale", "de-DE")]) == {"model": "a", "locale": "de-DE"}
+    assert plain(t(0)) == t(0).timestamp()
+    assert plain([1, 2]) == [1, 2]

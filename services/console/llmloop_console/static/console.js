@@ -85,9 +85,9 @@
   function drawTable(body, data, onRow) {
     if (!data.rows.length) { body.replaceChildren(el("span", { class: "muted" }, "no rows in this range")); return 0; }
     const head = el("tr", {}, data.columns.map((c) => el("th", {}, c)));
-    const rows = data.rows.slice(0, 500).map((r) => {
+    const rows = data.rows.slice(0, 500).map((r, index) => {
       const tr = el("tr", { class: onRow ? "clickable" : "" }, r.map((v, i) => el("td", {}, cell(data.columns[i], v))));
-      if (onRow) tr.addEventListener("click", () => onRow(r));
+      if (onRow) tr.addEventListener("click", () => onRow(r, index));
       return tr;
     });
     body.replaceChildren(el("table", {}, el("thead", {}, head), el("tbody", {}, rows)));
