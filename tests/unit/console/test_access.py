@@ -79,3 +79,45 @@ def test_pages_load_nothing_from_another_origin(console):
     assert page.status_code == 200
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert "http://" not in page.text and "https://" not in page.text
+
+
+def csrf_of(client: TestClient) -> str:
+    page = client.get("/console/d/llmloop-overview")
+    return page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+def test_a_state_changing_request_needs_the_csrf_token_and_this_origin(console):
+    client, tokens, _ = console
+    signed_in(client, tokens, ["a"])
+    token = csrf_of(client)
+    assert len(token) == 64
+    no_token = client.post("/console/api/review/skip", json={"key": "x"})
+    assert no_token.status_code == 403
+    wrong = client.post(
+        "/console/api/review/skip", json={"key": "x"}, headers={"X-CSRF-Token": "0" * 64}
+    )
+    assert wrong.status_code == 403
+    elsewhere = client.post(
+        "/console/api/review/skip",
+        json={"key": "x"},
+        headers={"X-CSRF-Token": token, "Origin": "http://127.0.0.1:9999"},
+    )
+    assert elsewhere.status_code == 403
+    ok = client.post(
+        "/console/api/review/skip",
+        json={"key": "x"},
+        headers={"X-CSRF-Token": token, "Origin": "http://console.test"},
+    )
+    assert ok.status_code == 200
+
+
+def test_an_action_on_another_project_is_refused(console):
+    client, tokens, _ = console
+    signed_in(client, tokens, ["a"])
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    replay = client.post(
+        "/console/api/alerts/replay", json={"project": "b", "notification_ids": []}, headers=headers
+    )
+    assert replay.status_code == 403
+    promote = client.post("/console/api/models/v1/promote", json={"project": "b"}, headers=headers)
+    assert promote.status_code == 403
