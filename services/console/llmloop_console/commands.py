@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from llmloop.cliutil import CliError, add_log_option, add_store_options, settings_from
@@ -68,9 +69,18 @@ def cmd_console(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     setup_logging(settings.log_level, settings.log_format)
+    sink = None
+    if args.ingest_url:
+        from llmloop_console.sinks import HttpSink, parse_keys
+
+        try:
+            keys = parse_keys(os.environ.get("LLMLOOP_CONSOLE_INGEST_KEYS", ""))
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        sink = HttpSink(args.ingest_url, keys)
     store = open_store(settings.store_url)
     try:
-        app = create_app(store, ConsoleTokens(tokens_path(settings.data_dir)))
+        app = create_app(store, ConsoleTokens(tokens_path(settings.data_dir)), sink=sink)
         uvicorn.run(app, host=settings.host, port=args.console_port, log_config=None)
     finally:
         store.close()
@@ -88,6 +98,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     console.add_argument("--host", help="address to bind (default 127.0.0.1)")
     console.add_argument(
         "--console-port", type=int, default=7071, help="port (default 7071; up serves on 7070)"
+    )
+    console.add_argument(
+        "--ingest-url",
+        help="where review judgments go (POST /v1/events), with one ingest key per project in "
+        "LLMLOOP_CONSOLE_INGEST_KEYS=project=key,...; without it the review queue is read-only",
     )
     add_log_option(console)
     console.set_defaults(func=cmd_console)
