@@ -362,3 +362,38 @@ def test_a_cross_site_post_is_refused(console, browser):
     assert status == 403
     time.sleep(1)
     assert console.query("SELECT count() FROM feedback WHERE source = 'annotator'") == before
+
+
+def test_promoting_a_model_version_asks_first_and_a_failed_gate_needs_the_override(
+    console, browser
+):
+    version, passed = console.query(
+        "SELECT version, gate_passed FROM model_versions FINAL WHERE project_id = 'demo' "
+        "ORDER BY registered_at DESC LIMIT 1"
+    ).split("\t")
+    sign_in(browser, console.signin_link)
+    open_page(browser, f"{console.url}/console/retraining?project=demo", "retraining-demo")
+    button = browser.find_element("css selector", f"button.promote[data-version='{version}']")
+    button.click()
+    dialog = browser.find_element("id", "confirm")
+    assert version in dialog.text
+    if passed == "false":
+        assert "FAILED" in dialog.text and "Override the gate" in dialog.text
+    browser.find_element("id", "confirm-no").click()  # cancelled: nothing happens
+    time.sleep(1)
+    assert (
+        console.query(f"SELECT status FROM model_versions FINAL WHERE version = '{version}'")
+        != "promoted"
+    )
+    button.click()
+    browser.find_element("id", "confirm-yes").click()
+    wait_until(lambda: "promoted" in browser.find_element("id", "notice").text, 20, "the notice")
+    wait_until(
+        lambda: (
+            console.query(f"SELECT status FROM model_versions FINAL WHERE version = '{version}'")
+            == "promoted"
+        ),
+        60,
+        "the promotion recorded by the processor",
+    )
+    assert errors(browser.get_log("browser")) == []

@@ -121,3 +121,28 @@ def test_an_action_on_another_project_is_refused(console):
     assert replay.status_code == 403
     promote = client.post("/console/api/models/v1/promote", json={"project": "b"}, headers=headers)
     assert promote.status_code == 403
+
+
+def test_a_failed_gate_is_promoted_only_with_the_explicit_override(tmp_path):
+    from console_fakes import RecordingOperations
+
+    store = RecordingStore(["a"])
+    store.versions = [
+        {"project_id": "a", "version": "v1", "gate_passed": False, "gate_reasons": ["failed: x"]}
+    ]
+    ops = RecordingOperations()
+    tokens = ConsoleTokens(tmp_path / "console.db")
+    client = TestClient(create_app(store, tokens, operations=ops), base_url="http://console.test")
+    signed_in(client, tokens, ["a"])
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    refused = client.post("/console/api/models/v1/promote", json={"project": "a"}, headers=headers)
+    assert refused.status_code == 409 and refused.json()["gate_failed"] is True
+    assert ops.promoted == []
+    unknown = client.post("/console/api/models/v9/promote", json={"project": "a"}, headers=headers)
+    assert unknown.status_code == 404
+    forced = client.post(
+        "/console/api/models/v1/promote",
+        json={"project": "a", "override_failed_gate": True},
+        headers=headers,
+    )
+    assert forced.status_code == 200 and ops.promoted == [("v1", True)]
