@@ -23,7 +23,8 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 RUN mkdir -p shared/llmloop/bus shared/llmloop/store shared/llmloop/testing \
         services/ingest/llmloop_ingest services/processor/llmloop_processor \
-        services/alerting/llmloop_alerting services/retraining/llmloop_retraining/jobs schemas \
+        services/alerting/llmloop_alerting services/retraining/llmloop_retraining/jobs \
+        services/console/llmloop_console schemas \
  && case ",${EXTRA}," in \
       *,processor,*|*,retraining,*|*,trainer,*|*,all,*) \
         pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0" ;; \
