@@ -387,7 +387,9 @@ def test_promoting_a_model_version_asks_first_and_a_failed_gate_needs_the_overri
     )
     button.click()
     browser.find_element("id", "confirm-yes").click()
-    wait_until(lambda: "promoted" in browser.find_element("id", "notice").text, 20, "the notice")
+    wait_until(lambda: browser.find_elements("id", "notice"), 20, "the answer to the promotion")
+    notice = browser.find_element("id", "notice").text
+    assert notice.startswith("promoted"), notice
     wait_until(
         lambda: (
             console.query(f"SELECT status FROM model_versions FINAL WHERE version = '{version}'")

@@ -289,4 +289,8 @@ def model_version(store: Store, projects: list[str], version: str) -> dict[str, 
         {"project": projects, "v": version},
     )
     found = result.dicts()
-    return found[0] if found else None
+    if not found:
+        return None
+    row = found[0]
+    row["metrics"] = dict(row["metrics"] or [])  # a Map arrives as (key, value) pairs
+    return row

@@ -128,7 +128,13 @@ def test_a_failed_gate_is_promoted_only_with_the_explicit_override(tmp_path):
 
     store = RecordingStore(["a"])
     store.versions = [
-        {"project_id": "a", "version": "v1", "gate_passed": False, "gate_reasons": ["failed: x"]}
+        {
+            "project_id": "a",
+            "version": "v1",
+            "metrics": [("accuracy", 0.4)],  # a Map, as Arrow hands it over
+            "gate_passed": False,
+            "gate_reasons": ["failed: x"],
+        }
     ]
     ops = RecordingOperations()
     tokens = ConsoleTokens(tmp_path / "console.db")
