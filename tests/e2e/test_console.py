@@ -162,7 +162,7 @@ def test_each_dashboard_draws_its_charts_with_data_and_no_console_error(console,
     assert [p["title"] for p in panels] == [p.title for p in dashboard.panels]
     for panel in panels:
         assert panel["state"] == "ready" and panel["points"] > 0, panel
-        if panel["kind"] == "timeseries":
+        if panel["kind"] in ("timeseries", "barchart"):
             assert panel["canvases"] >= 1, panel  # drawn by uPlot on a canvas
 
 

@@ -128,6 +128,6 @@ def signin_page(error: str = "") -> str:
 
 def view_page(title: str, view: str, csrf: str, active: str, extra: dict | None = None) -> str:
     """A page whose content console.js builds from the API (lists, a conversation, review)."""
-    filters = FILTER_BAR if view in {"conversations", "alerts", "retraining"} else ""
+    filters = FILTER_BAR if view in {"conversations", "alerts", "retraining", "review"} else ""
     body = f'<h1>{escape(title)}</h1>{filters}<div id="view" data-view="{view}"></div>'
     return layout(title, body, csrf=csrf, active=active, data={"view": view, **(extra or {})})

@@ -340,6 +340,20 @@ BIAS = Dashboard(
             width=24,
         ),
         Panel(
+            "Negative-feedback rate by segment, latest window",
+            f"""
+            SELECT concat(labels['attribute'], '=', labels['segment']) AS segment,
+                   round(argMax(value, window_end), 4) AS negative_feedback_rate
+            FROM metrics WHERE name = '{metric("bias_segment_value")}' AND labels['outcome'] = 'negative_feedback'
+              AND $__timeFilter(window_end) AND {M_FILTER}
+            GROUP BY segment ORDER BY segment""",
+            kind="barchart",
+            description="Each segment's rate in the newest window of the range (all models).",
+            unit="percentunit",
+            width=24,
+            height=7,
+        ),
+        Panel(
             "Gaps with their significance",
             f"""
             SELECT labels['model'] AS model, labels['attribute'] AS attribute, labels['outcome'] AS outcome,

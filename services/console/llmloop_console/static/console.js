@@ -118,11 +118,38 @@
     return points;
   }
 
+  // Bars: the first column names each bar, every numeric column is a series of bars.
+  function drawBars(body, data) {
+    if (!data.rows.length) { body.replaceChildren(el("span", { class: "muted" }, "no rows in this range")); return 0; }
+    const labels = data.rows.map((r) => String(r[0]));
+    const xs = labels.map((_, i) => i);
+    const series = [{ label: data.columns[0], value: (u, i) => (i == null ? "" : labels[i]) }];
+    const columns = [xs];
+    data.columns.slice(1).forEach((name, k) => {
+      series.push({
+        label: name, fill: COLORS[k % COLORS.length] + "cc", stroke: COLORS[k % COLORS.length], width: 1,
+        paths: uPlot.paths.bars({ size: [0.7 / (data.columns.length - 1), 60], align: 0 }), points: { show: false },
+        value: (u, v) => format(data.unit, v),
+      });
+      columns.push(data.rows.map((r) => r[k + 1]));
+    });
+    body.replaceChildren();
+    const width = Math.max(280, body.clientWidth || 560);
+    new uPlot({
+      width, height: 240, series,
+      scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: (u, lo, hi) => [0, hi * 1.1 || 1] } },
+      axes: [{ values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? labels[t] || "" : "")), incrs: [1], rotate: -30, size: 60 },
+        { size: 78, values: (u, ticks) => ticks.map((v) => format(data.unit, v)) }],
+    }, columns, body);
+    return data.rows.length;
+  }
+
   async function loadPanel(section) {
     const body = section.querySelector(".body");
     try {
       const data = await api(`/console/api/d/${pageData.uid}/${section.dataset.panel}?` + query());
-      const n = data.kind === "timeseries" ? drawTimeSeries(body, data) : drawTable(body, data);
+      const n = data.kind === "timeseries" ? drawTimeSeries(body, data)
+        : data.kind === "barchart" ? drawBars(body, data) : drawTable(body, data);
       section.dataset.points = n;
       section.dataset.state = n ? "ready" : "empty";
     } catch (err) {

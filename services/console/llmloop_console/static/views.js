@@ -117,6 +117,10 @@
     root.replaceChildren(
       el("p", {}, tag(a.alert.status, a.alert.status === "firing" ? "bad" : "ok"), ` ${a.alert.rule} · ${cell("", a.alert.labels)} · value ${cell("", a.alert.value)} (threshold ${cell("", a.alert.threshold)})`),
       el("p", { class: "muted" }, (a.alert.annotations || {}).summary || ""),
+      el("p", {}, el("a", { id: "review-window", href: "/console/review?" + new URLSearchParams({
+        kind: "single", flag: "negative", project: a.alert.project_id, model: (a.alert.labels || {}).model || "",
+        from: Math.floor(a.changes[0].ts - 3600), to: Math.ceil((a.alert.ends_at || a.changes[a.changes.length - 1].ts) + 600),
+      }).toString() }, "Review the negatively rated answers of this alert's window →")),
       el("h3", {}, `Metric history: ${a.metric || "?"}`), chart);
     if (a.history.length) {
       const series = [{}, { label: a.metric, stroke: "#2f6fdf", width: 1.5, points: { show: true } }];
@@ -175,6 +179,11 @@
       rows: r.pairs.map((p) => [p.model, p.source, typeof p.prompt === "string" ? p.prompt : JSON.stringify(p.prompt), p.chosen, p.rejected, p.created_at]),
     });
     sections.pairs.dataset.rows = r.pairs.length;
+    const live = r.jobs.some((j) => !["succeeded", "failed", "model_registered", "model_promoted"].includes(j.stage));
+    if (live && !root.dataset.refreshing) {  // jobs with live progress: refresh while one runs
+      root.dataset.refreshing = "1";
+      setTimeout(() => { delete root.dataset.refreshing; views.retraining(root); }, 5000);
+    }
     drawTable(sections.datasets, {
       columns: ["model", "version", "created", "counts / filters"],
       rows: r.datasets.map((d) => [d.model, d.version, d.created_at, JSON.stringify(d.counts || d.filters || {})]),
@@ -193,6 +202,7 @@
         el("option", { value: f, selected: params.get("flag") === f ? "selected" : null }, f || "everything")))),
       el("button", { type: "submit" }, "Load"));
     bar.addEventListener("submit", (e) => { e.preventDefault(); params.set("kind", bar.elements.kind.value); params.set("flag", bar.elements.flag.value); window.location.search = params.toString(); });
+    if (params.get("from")) bar.append(el("span", { class: "muted" }, ` answers from ${when(+params.get("from"))} to ${when(+params.get("to"))} (an alert's window)`));
     const box = el("div", { id: "review-item" });
     root.replaceChildren(bar, box);
     const { item } = await api("/console/api/review/next?" + query({ kind }));
