@@ -399,3 +399,46 @@ def test_promoting_a_model_version_asks_first_and_a_failed_gate_needs_the_overri
         "the promotion recorded by the processor",
     )
     assert errors(browser.get_log("browser")) == []
+
+
+def test_llmloop_console_serves_a_store_on_its_own(tmp_path):
+    """The distributed runtime's console: `llmloop console --store …` reads, needs a token."""
+    data_dir = tmp_path / "data"
+    cli("migrate", "--data-dir", str(data_dir))
+    token = cli(
+        "console", "token", "create", "--project", "shop", "--data-dir", str(data_dir)
+    ).split()[0]
+    port = free_port()
+    log = tmp_path / "console.log"
+    proc = subprocess.Popen(
+        [LLMLOOP, "console", "--data-dir", str(data_dir), "--console-port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log, path="/console/signin", timeout_s=60)
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/console/api/d/llmloop-overview/0").status_code == 401
+            client.get(f"/console/signin?token={token}")
+            panel = client.get("/console/api/d/llmloop-overview/0")
+            assert panel.status_code == 200 and panel.json()["kind"] == "timeseries"
+            assert client.get("/console/api/filters").json()["project"] == ["shop"]
+            assert client.get("/v1/events").status_code == 404  # no ingest API here
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def test_an_alerts_window_opens_its_conversations(console, browser):
+    fingerprint = console.query(
+        "SELECT fingerprint FROM alerts WHERE project_id = 'demo' ORDER BY ts DESC LIMIT 1"
+    )
+    sign_in(browser, console.signin_link)
+    open_page(browser, f"{console.url}/console/alerts/{fingerprint}", "alert-latest")
+    browser.find_element("id", "conversations-window").click()
+    wait_until(lambda: "/console/conversations?" in browser.current_url, 20, "the conversations")
+    open_page(browser, browser.current_url, "conversations-alert-window")
+    rows = int(browser.find_element("id", "conversation-list").get_attribute("data-rows"))
+    assert rows > 0
+    assert errors(browser.get_log("browser")) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from console_fakes import RecordingStore
 from fastapi.testclient import TestClient
@@ -152,3 +154,23 @@ def test_a_failed_gate_is_promoted_only_with_the_explicit_override(tmp_path):
         headers=headers,
     )
     assert forced.status_code == 200 and ops.promoted == [("v1", True)]
+
+
+PUBLIC = {"/", "/console/signin", "/console/signout"}
+
+
+def test_every_console_route_refuses_a_stranger(console):
+    client, _, store = console
+    from llmloop_console import app, views
+
+    routes = [r for r in app.router.routes + views.router.routes if r.path not in PUBLIC]
+    assert len(routes) >= 20
+    for route in routes:
+        path = route.path.replace("{uid}", "llmloop-overview").replace("{index}", "0")
+        path = re.sub(r"\{[a-z_]+\}", "x", path)
+        for method in route.methods - {"HEAD"}:
+            response = client.request(method, path, follow_redirects=False, json={})
+            assert response.status_code in (303, 401, 403), (method, path, response.status_code)
+            if response.status_code == 303:
+                assert response.headers["location"] == "/console/signin"
+    assert store.asked == []  # not one query ran for a stranger

@@ -120,7 +120,11 @@
       el("p", {}, el("a", { id: "review-window", href: "/console/review?" + new URLSearchParams({
         kind: "single", flag: "negative", project: a.alert.project_id, model: (a.alert.labels || {}).model || "",
         from: Math.floor(a.changes[0].ts - 3600), to: Math.ceil((a.alert.ends_at || a.changes[a.changes.length - 1].ts) + 600),
-      }).toString() }, "Review the negatively rated answers of this alert's window →")),
+      }).toString() }, "Review the negatively rated answers of this alert's window →"), " · ",
+        el("a", { id: "conversations-window", href: "/console/conversations?" + new URLSearchParams({
+          project: a.alert.project_id, model: (a.alert.labels || {}).model || "",
+          from: Math.floor(a.changes[0].ts - 3600), to: Math.ceil((a.alert.ends_at || a.changes[a.changes.length - 1].ts) + 600),
+        }).toString() }, "Conversations of this alert's window (e.g. a drift window) →")),
       el("h3", {}, `Metric history: ${a.metric || "?"}`), chart);
     if (a.history.length) {
       const series = [{}, { label: a.metric, stroke: "#2f6fdf", width: 1.5, points: { show: true } }];
