@@ -110,12 +110,28 @@ class LocalOperations:
         return [{"project": p, "model": m, "source": s, "pairs": n} for p, m, s, n in rows]
 
     def datasets(self) -> list[dict[str, Any]]:
+        """Each cut version's counts, filters and a sample of its training pairs."""
         from llmloop_retraining.datasets import versions
 
-        return [
-            {"model": v.model, "version": v.version, **v.manifest}
-            for v in versions(self.retraining.datasets_dir)
-        ]
+        out = []
+        for v in versions(self.retraining.datasets_dir):
+            m = v.manifest
+            try:
+                sample = v.rows("train")[:3]
+            except OSError:
+                sample = []
+            out.append(
+                {
+                    "model": v.model,
+                    "version": v.version,
+                    "created_at": m.get("created_at"),
+                    "counts": m.get("counts", {}),
+                    "filters": m.get("filters", []),
+                    "eval_fraction": m.get("eval_fraction"),
+                    "sample": sample,
+                }
+            )
+        return out
 
     async def promote(self, row: dict[str, Any], *, forced: bool) -> None:
         from llmloop.bus import Record

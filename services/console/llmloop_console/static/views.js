@@ -189,9 +189,12 @@
       setTimeout(() => { delete root.dataset.refreshing; views.retraining(root); }, 5000);
     }
     drawTable(sections.datasets, {
-      columns: ["model", "version", "created", "counts / filters"],
-      rows: r.datasets.map((d) => [d.model, d.version, d.created_at, JSON.stringify(d.counts || d.filters || {})]),
+      columns: ["model", "version", "created", "pairs", "train / eval", "by source", "dropped", "filters applied", "sample pair"],
+      rows: r.datasets.map((d) => [d.model, d.version, d.created_at, (d.counts || {}).pairs, `${(d.counts || {}).train} / ${(d.counts || {}).eval}`,
+        (d.counts || {}).by_source || {}, (d.counts || {}).dropped || {}, (d.filters || []).join(", "),
+        (d.sample || []).slice(0, 1).map((p) => `${JSON.stringify(p.prompt).slice(0, 80)} → chosen: ${JSON.stringify(p.chosen).slice(0, 80)} / rejected: ${JSON.stringify(p.rejected).slice(0, 80)}`).join("")]),
     });
+    if (!r.operations) sections.datasets.append(el("p", { class: "muted" }, "this console has no retraining state beside it"));
   };
 
   // --- review ----------------------------------------------------------------------------
