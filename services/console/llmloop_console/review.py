@@ -48,6 +48,9 @@ class Leases:
     ttl_s: float = LEASE_S
     held: dict[str, tuple[str, float, Item]] = field(default_factory=dict)
     skipped: dict[str, set[str]] = field(default_factory=dict)
+    # Judged here, maybe not yet in the store (the event is on its way through the
+    # pipeline): never handed out again by this console.
+    judged: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, reviewer: str, candidates: list[Item]) -> Item | None:
@@ -60,7 +63,7 @@ class Leases:
                 return mine[0]
             hidden = self.skipped.get(reviewer, set())
             for item in candidates:
-                if item.key in self.held or item.key in hidden:
+                if item.key in self.held or item.key in hidden or item.key in self.judged:
                     continue
                 self.held[item.key] = (reviewer, now + self.ttl_s, item)
                 return item
@@ -71,13 +74,15 @@ class Leases:
             held = self.held.get(key)
             return held[2] if held and held[0] == reviewer else None
 
-    def release(self, reviewer: str, key: str, *, skip: bool = False) -> None:
+    def release(self, reviewer: str, key: str, *, skip: bool = False, judged: bool = False) -> None:
         with self.lock:
             held = self.held.get(key)
             if held and held[0] == reviewer:
                 del self.held[key]
             if skip:
                 self.skipped.setdefault(reviewer, set()).add(key)
+            if judged:
+                self.judged.add(key)
 
 
 def _judged() -> str:

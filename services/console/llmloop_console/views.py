@@ -259,7 +259,7 @@ async def review_judge(request: Request, viewer: ChangingViewerDep) -> Response:
         answer = await state.console_sink.submit(item.project, events)
     except SinkError as exc:
         raise HTTPException(503, str(exc)) from exc
-    leases.release(viewer.scope.token_id, item.key)
+    leases.release(viewer.scope.token_id, item.key, judged=True)
     return JSONResponse({"sent": [e["kind"] for e in events], **answer})
 
 
