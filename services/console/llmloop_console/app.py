@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from llmloop.contracts.panels import DASHBOARDS, VARIABLES, dashboard
-from llmloop.store import Store
+from llmloop.store import Store, StoreError
 from llmloop_console import pages, views
 from llmloop_console.panels import bind, run_panel
 from llmloop_console.ports import FeedbackSink, Operations
@@ -67,7 +67,12 @@ def install(
             return JSONResponse({"error": "sign in first"}, 401)
         return RedirectResponse("/console/signin", 303)
 
+    async def store_failed(request: Request, exc: Exception) -> Response:
+        # A panel whose query fails says why, instead of a bare 500 (the page shows it).
+        return JSONResponse({"error": f"the store refused the query: {exc}"}, 502)
+
     app.add_exception_handler(NotSignedIn, not_signed_in)
+    app.add_exception_handler(StoreError, store_failed)
 
 
 router = APIRouter(include_in_schema=False)

@@ -174,3 +174,19 @@ def test_every_console_route_refuses_a_stranger(console):
             if response.status_code == 303:
                 assert response.headers["location"] == "/console/signin"
     assert store.asked == []  # not one query ran for a stranger
+
+
+def test_a_failing_query_answers_with_its_reason(tmp_path):
+    from llmloop.store import StoreError
+
+    class Broken(RecordingStore):
+        def query(self, sql, params=None):
+            if "DISTINCT project_id" in sql:
+                return super().query(sql, params)
+            raise StoreError("Code: 241. Memory limit exceeded")
+
+    tokens = ConsoleTokens(tmp_path / "console.db")
+    client = TestClient(create_app(Broken(["a"]), tokens), base_url="http://console.test")
+    signed_in(client, tokens, ["a"])
+    response = client.get("/console/api/d/llmloop-overview/0")
+    assert response.status_code == 502 and "Memory limit" in response.json()["error"]
