@@ -49,7 +49,7 @@ def allowed_projects(request: Request, viewer: Viewer, projects: Projects) -> tu
 
 def filters_from(request: Request, viewer: Viewer, projects: Projects) -> Filters:
     q = request.query_params
-    now = int(time.time())
+    now = int(time.time()) + 1  # rows of the current second are in the range too
     try:
         end = int(q["to"]) if q.get("to") else now
         start = int(q["from"]) if q.get("from") else end - RANGES[q.get("range") or DEFAULT_RANGE]
