@@ -8,6 +8,7 @@ page costs the same on a million completions as on a hundred.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from llmloop.store import Store
@@ -49,9 +50,13 @@ def rows(store: Store, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def conversations(
-    store: Store, filters: Filters, *, search: str = "", flag: str = "", before: float | None = None
+    store: Store, filters: Filters, *, search: str = "", flag: str = "", before: str = ""
 ) -> dict[str, Any]:
-    """One page of completions, newest first, with their flags and feedback summed up."""
+    """One page of completions, newest first, with their flags and feedback summed up.
+
+    ``before`` is the cursor the previous page returned (``MILLIS:ID`` of its last row):
+    rows sharing a millisecond are ordered by id, so none is skipped or repeated.
+    """
     where = [C_WHERE]
     params = filters.params()
     if search:
@@ -65,15 +70,22 @@ def conversations(
         if flag not in FLAGS:
             raise ValueError(f"unknown flag {flag!r}; one of {', '.join(FLAGS)}")
         where.append(FLAGS[flag])
-    if before is not None:
-        where.append("ts < fromUnixTimestamp64Milli({before:Int64})")
-        params["before"] = int(before * 1000)
+    if before:
+        millis, _, last_id = before.partition(":")
+        try:
+            params["before_ms"], params["before_id"] = int(millis), str(uuid.UUID(last_id))
+        except ValueError:
+            raise ValueError(f"bad page cursor {before!r}") from None
+        where.append(
+            "(toUnixTimestamp64Milli(ts) < {before_ms:Int64} OR (toUnixTimestamp64Milli(ts) = "
+            "{before_ms:Int64} AND event_id < toUUID({before_id:String})))"
+        )
     page = rows(
         store,
         "SELECT toString(event_id) AS id, ts, model, model_version, prompt_version, trace_id, "
         "session_id, substring(prompt, 1, 160) AS prompt, substring(completion, 1, 160) AS "
         f"completion, latency_ms FROM completions WHERE {' AND '.join(where)} "
-        f"ORDER BY ts DESC LIMIT {PAGE}",
+        f"ORDER BY ts DESC, event_id DESC LIMIT {PAGE}",
         params,
     )
     ids = [r["id"] for r in page]
@@ -105,7 +117,8 @@ def conversations(
             f = flags.get(r["id"], {})
             r["flags"] = [k for k in ("toxic", "refusal") if f.get(k)] + list(f.get("pii") or [])
             r["feedback"] = {k: feedback.get(r["id"], {}).get(k, 0) for k in ("up", "down")}
-    return {"rows": page, "next_before": page[-1]["ts"] if len(page) == PAGE else None}
+    cursor = f"{round(page[-1]['ts'] * 1000)}:{page[-1]['id']}" if len(page) == PAGE else None
+    return {"rows": page, "next_before": cursor}
 
 
 def conversation(store: Store, projects: list[str], completion_id: str) -> dict[str, Any] | None:

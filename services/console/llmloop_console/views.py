@@ -102,7 +102,6 @@ async def conversations(request: Request, viewer: ViewerDep) -> Response:
     state = _state(request)
     filters = filters_from(request, viewer, state.console_projects)
     q = request.query_params
-    before = float(q["before"]) if q.get("before") else None
     try:
         page = await asyncio.to_thread(
             reads.conversations,
@@ -110,7 +109,7 @@ async def conversations(request: Request, viewer: ViewerDep) -> Response:
             filters,
             search=q.get("q", "")[:200],
             flag=q.get("flag", ""),
-            before=before,
+            before=q.get("before", "")[:80],
         )
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
