@@ -26,6 +26,11 @@ FLAGS = {
     "project_id IN {project:Array(String)} AND ((kind = 'thumbs' AND value < 0) OR "
     "(kind = 'score' AND (value - scale_min) / (scale_max - scale_min) < 0.5) OR "
     "kind = 'correction'))",
+    # An evaluator (source=judge, e.g. an LLM judge over OTel evaluations) scored it in
+    # the lower half of its scale: the answers a person should look at first.
+    "low_confidence": "event_id IN (SELECT completion_id FROM feedback WHERE "
+    "project_id IN {project:Array(String)} AND source = 'judge' AND kind = 'score' AND "
+    "(value - coalesce(scale_min, 0)) / (coalesce(scale_max, 1) - coalesce(scale_min, 0)) < 0.5)",
     "feedback": "event_id IN (SELECT completion_id FROM feedback WHERE "
     "project_id IN {project:Array(String)})",
 }

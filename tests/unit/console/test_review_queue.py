@@ -83,3 +83,21 @@ def test_single_answers_can_be_scored(store, tmp_path):
     body = {"key": item["key"], "verdict": "score", "value": 2}
     assert client.post("/console/api/review/judge", json=body).status_code == 200
     assert sink.sent[0][1][0]["kind"] == "score"
+
+
+def test_the_low_confidence_queue_holds_what_a_judge_scored_low(store, tmp_path):
+    low = store.query(
+        "SELECT toString(event_id) FROM completions WHERE project_id = 'other' LIMIT 1"
+    ).scalar()
+    store.command(
+        "INSERT INTO feedback (event_id, project_id, ts, completion_id, kind, source, value, "
+        "scale_min, scale_max) VALUES (generateUUIDv4(), 'other', now64(3), {c:UUID}, 'score', "
+        "'judge', 0.2, 0, 1)",
+        {"c": low},
+    )
+    tokens = ConsoleTokens(tmp_path / "console.db")
+    client = reviewer(create_app(store, tokens, sink=RecordingSink()), tokens, ["other"])
+    item = client.get("/console/api/review/next?kind=single&flag=low_confidence").json()["item"]
+    assert item["answers"][0]["id"] == low
+    bad = client.get("/console/api/review/next?kind=single&flag=nonsense")
+    assert bad.status_code == 400

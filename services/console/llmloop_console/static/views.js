@@ -30,7 +30,7 @@
     const params = new URLSearchParams(window.location.search);
     const search = el("form", { class: "filters", id: "search" },
       el("label", {}, "Search prompts, answers, trace or session id", el("input", { name: "q", value: params.get("q") || "", size: 40 })),
-      el("label", {}, "Flag", el("select", { name: "flag" }, ["", "feedback", "negative", "toxic", "refusal", "pii"].map((f) =>
+      el("label", {}, "Flag", el("select", { name: "flag" }, ["", "feedback", "negative", "low_confidence", "toxic", "refusal", "pii"].map((f) =>
         el("option", { value: f, selected: params.get("flag") === f ? "selected" : null }, f || "any")))),
       el("button", { type: "submit" }, "Search"));
     search.addEventListener("submit", (e) => {
@@ -205,8 +205,9 @@
       el("label", {}, "Queue", el("select", { name: "kind" },
         el("option", { value: "pair", selected: kind === "pair" ? "selected" : null }, "pick the better of two answers"),
         el("option", { value: "single", selected: kind === "single" ? "selected" : null }, "rate or correct one answer"))),
-      el("label", {}, "Only", el("select", { name: "flag" }, ["", "negative", "toxic", "refusal", "pii"].map((f) =>
-        el("option", { value: f, selected: params.get("flag") === f ? "selected" : null }, f || "everything")))),
+      el("label", {}, "Only", el("select", { name: "flag" }, ["", "negative", "low_confidence", "toxic", "refusal", "pii"].map((f) =>
+        el("option", { value: f, selected: params.get("flag") === f ? "selected" : null },
+          { "": "everything", negative: "negatively rated", low_confidence: "low confidence (a judge scored it low)" }[f] || f)))),
       el("button", { type: "submit" }, "Load"));
     bar.addEventListener("submit", (e) => { e.preventDefault(); params.set("kind", bar.elements.kind.value); params.set("flag", bar.elements.flag.value); window.location.search = params.toString(); });
     if (params.get("from")) bar.append(el("span", { class: "muted" }, ` answers from ${when(+params.get("from"))} to ${when(+params.get("to"))} (an alert's window)`));
