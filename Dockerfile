@@ -19,21 +19,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin llmloop
 WORKDIR /app
 
-# Dependencies only: an empty package skeleton lets pip resolve the extra.
+# Dependencies only, in a layer of their own: the requirements of the extra, read from
+# pyproject.toml (a code change rebuilds only the layer below).
 COPY pyproject.toml constraints.txt README.md ./
-RUN mkdir -p shared/llmloop/bus shared/llmloop/store shared/llmloop/testing \
-        services/ingest/llmloop_ingest services/processor/llmloop_processor \
-        services/alerting/llmloop_alerting services/retraining/llmloop_retraining/jobs \
-        services/console/llmloop_console schemas \
- && case ",${EXTRA}," in \
+COPY scripts/extra_deps.py scripts/extra_deps.py
+RUN case ",${EXTRA}," in \
       *,processor,*|*,retraining,*|*,trainer,*|*,all,*) \
         pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==2.13.0" ;; \
     esac \
- && pip install -c constraints.txt ".[${EXTRA}]" \
- && pip uninstall -y llmloop
+ && python scripts/extra_deps.py "${EXTRA}" > /tmp/requirements.txt \
+ && pip install -c constraints.txt -r /tmp/requirements.txt
 
-# The code.
+# The code: the shared package, the composition package, the services, the schemas.
 COPY shared shared
+COPY apps apps
 COPY services services
 COPY schemas schemas
 RUN pip install --no-deps -c constraints.txt . && rm -rf /app/build

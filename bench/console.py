@@ -59,8 +59,8 @@ FROM completions WHERE project_id = 'demo' AND startsWith(completion, 'Open')
 
 
 def fill(store, n: int) -> None:  # type: ignore[no-untyped-def]
-    from llmloop.backfill import backfill
     from llmloop.store.migrate import migrate
+    from llmloop_app.backfill import backfill
 
     migrate(store)
     t = time.perf_counter()

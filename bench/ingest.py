@@ -164,7 +164,7 @@ def start_ingest(
     if profile:
         renderer = "html" if profile.endswith(".html") else "text"  # text: read in a terminal
         cmd = [sys.executable, "-m", "pyinstrument", "-r", renderer, "-o", profile]
-        cmd += ["-m", "llmloop.cli", "ingest", "--port", str(port)]
+        cmd += ["-m", "llmloop_app.cli", "ingest", "--port", str(port)]
     pin = server_cpu is not None
     proc = subprocess.Popen(
         cmd, env=env, preexec_fn=(lambda: os.sched_setaffinity(0, {server_cpu})) if pin else None

@@ -87,7 +87,12 @@ def open_store_for_cli(settings: Settings) -> Store:
 
 
 def query_for_cli(
-    settings: Settings, sql: str, params: dict[str, Any], fmt: str = "JSONCompactEachRow"
+    settings: Settings,
+    sql: str,
+    params: dict[str, Any],
+    fmt: str = "JSONCompactEachRow",
+    *,
+    timeout_s: float = 60.0,
 ) -> bytes:
     """The output of a SELECT, through a running ``llmloop up`` or straight from the store.
 
@@ -107,7 +112,7 @@ def query_for_cli(
             f"{running.api_url}/_local/query",
             content=orjson.dumps({"sql": sql, "format": fmt, "params": params}),
             headers={TOKEN_HEADER: running.token, "Content-Type": "application/json"},
-            timeout=60,
+            timeout=timeout_s,
         )
         if response.status_code != 200:
             raise CliError(response.json().get("detail", response.text))

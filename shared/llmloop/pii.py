@@ -62,28 +62,84 @@ def _always(_: str) -> bool:
     return True
 
 
+# Every detector but email and IPv6 needs a digit, and its matches hold only characters
+# of one small set (IBAN: A-Z, digits, spaces; card, SSN, IPv4, phone: digits and
+# " .()+-"). So in ASCII text a match lies inside one maximal run of those characters
+# that holds a digit: a window. Prose has few digits and lower-case letters end every
+# run, so the windows are a few short spans; a pattern that finds nothing in any window
+# finds nothing in the text, and is skipped. (Searching a window may find a match the
+# whole text has not, at its end: then the pattern runs on the whole text, which
+# decides. It never misses one: a window search sees the text before the window.)
+# Other texts, and the two patterns without a digit, have cheaper necessary conditions:
+# the digit count, an @, two colons with at most four hex digits between them.
+_RUN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ .()+-"
+_MASK = bytes.maketrans(
+    bytes(range(256)),
+    bytes(
+        ord("d") if chr(c).isdigit() and c < 128 else ord("u") if c in _RUN_CHARS else ord("x")
+        for c in range(256)
+    ),
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _windows(text: str) -> list[tuple[int, int]]:
+    """The spans of ``text`` (ASCII) where a digit-bearing match could lie."""
+    mask = text.encode("ascii").translate(_MASK)
+    out = []
+    i = mask.find(b"d")
+    while i != -1:
+        lo = mask.rfind(b"x", 0, i) + 1
+        hi = mask.find(b"x", i)
+        hi = len(mask) if hi == -1 else hi
+        out.append((lo, hi))
+        i = mask.find(b"d", hi)
+    return out
+
+
+def _colon_pair(text: str) -> bool:
+    """Two colons with at most four hex digits between them (every IPv6 match has them)."""
+    p = text.find(":")
+    while p != -1:
+        q = text.find(":", p + 1, p + 6)
+        if q != -1 and all(c in _HEX for c in text[p + 1 : q]):
+            return True
+        p = text.find(":", p + 1)
+    return False
+
+
+class _Text:
+    """What the necessary conditions read of a text: computed once, again after a change."""
+
+    __slots__ = ("ascii", "digits", "text", "windows")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.ascii = text.isascii()
+        self.windows = _windows(text) if self.ascii else []
+        self.digits = 0 if self.ascii else len(_ANY_DIGIT.findall(text))
+
+    def could_hold(self, pattern: re.Pattern[str], min_digits: int) -> bool:
+        """Whether ``pattern`` (digit-bearing, ``min_digits`` at least) may match."""
+        if not self.ascii:
+            return self.digits >= min_digits
+        text = self.text
+        return any(pattern.search(text, lo, hi) for lo, hi in self.windows)
+
+
 # Order matters: the longer, stricter shapes go before phones, whose pattern would
-# swallow them. The last column is a cheap necessary condition on the text (its
-# digit count, a character it must hold): redaction and the processor's flags run on
-# every text, the patterns cost tens of microseconds each on a long answer, and most
-# texts fail the condition. Replacing only removes digits, so the count taken before
-# the first pattern stays a valid bound for the rest.
-_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool], Callable[[str, int], bool]]] = [
-    ("email", _EMAIL, _always, lambda text, digits: "@" in text),
-    ("iban", _IBAN, _always, lambda text, digits: digits >= 2),
-    ("card", _CARD, _is_card, lambda text, digits: digits >= 13),
-    ("ssn", _SSN, _always, lambda text, digits: digits >= 9 and "-" in text),
-    ("ip", _IPV4, _is_ip, lambda text, digits: digits >= 4 and text.count(".") >= 3),
-    ("ip", _IPV6, _is_ip, lambda text, digits: text.count(":") >= 2),
-    ("phone", _PHONE, _is_phone, lambda text, digits: digits >= 8),
+# swallow them. The last column is the necessary condition on the text (above):
+# redaction and the processor's flags run on every text, the patterns cost tens of
+# microseconds each on a long answer, and most texts fail the condition.
+_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool], Callable[[_Text], bool]]] = [
+    ("email", _EMAIL, _always, lambda t: "@" in t.text),
+    ("iban", _IBAN, _always, lambda t: t.could_hold(_IBAN, 2)),
+    ("card", _CARD, _is_card, lambda t: t.could_hold(_CARD, 13)),
+    ("ssn", _SSN, _always, lambda t: "-" in t.text and t.could_hold(_SSN, 9)),
+    ("ip", _IPV4, _is_ip, lambda t: t.text.count(".") >= 3 and t.could_hold(_IPV4, 4)),
+    ("ip", _IPV6, _is_ip, lambda t: _colon_pair(t.text)),
+    ("phone", _PHONE, _is_phone, lambda t: t.could_hold(_PHONE, 8)),
 ]
-
-
-def _count_digits(text: str) -> int:
-    # What the patterns' \d matches: ten C scans for ASCII text, any Unicode digit else.
-    if text.isascii():
-        return sum(text.count(d) for d in "0123456789")
-    return len(_ANY_DIGIT.findall(text))
 
 
 _ANY_DIGIT = re.compile(r"\d")
@@ -103,11 +159,15 @@ def _replacer(
 
 def redact_text(text: str, counts: Counter[str]) -> str:
     """``text`` with PII replaced; ``counts`` gains one per replacement, by kind."""
-    digits = _count_digits(text)
+    if not text:
+        return text
+    seen = _Text(text)
     for kind, pattern, accept, could_match in _DETECTORS:
-        if text and could_match(text, digits):
-            text = pattern.sub(_replacer(kind, accept, counts), text)
-    return text
+        if could_match(seen):
+            replaced = pattern.sub(_replacer(kind, accept, counts), seen.text)
+            if replaced != seen.text:
+                seen = _Text(replaced)
+    return seen.text
 
 
 def kinds(text: str) -> list[str]:

@@ -3,8 +3,11 @@ and every container runs a command the CLI actually has."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from llmloop.cli import build_parser
+from llmloop_app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZATIONS = ["k8s/base", "k8s/overlays/dev", "k8s/overlays/prod"]
@@ -149,3 +152,27 @@ def test_images_run_as_non_root():
 def test_kustomize_copies_match_what_the_package_ships(copy, shipped):
     # kustomize reads only files under its root, so the ConfigMaps use copies.
     assert (ROOT / copy).read_text() == (ROOT / shipped).read_text(), f"cp {shipped} {copy}"
+
+
+def test_the_image_copies_every_package_root():
+    # A new top-level folder of packages (the composition package, say) must reach the image.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    roots = {path.split("/")[0] for path in pyproject["tool"]["setuptools"]["package-dir"].values()}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert roots == {"shared", "apps", "services", "schemas"}
+    for root in roots:
+        assert f"\nCOPY {root} {root}\n" in dockerfile, root
+
+
+def test_the_image_installs_each_extra_with_its_own_extras_expanded():
+    # The image's dependency layer comes from scripts/extra_deps.py, not a package skeleton.
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "extra_deps.py"), "processor"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert not [r for r in out if r.startswith("llmloop[")]
+    names = {re.split(r"[<>=\[ ]", r)[0] for r in out}
+    assert {"pydantic", "aiokafka", "chdb", "faust-streaming", "onnxruntime"} <= names
+    assert "fastapi" not in names  # ingest's, not the processor's

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from llmloop.cli import main
 from llmloop.store import open_store
 from llmloop.store.migrate import load_migrations, migrate, migrations_dir
+from llmloop_app.cli import main
 
 TABLES = {"completions", "feedback", "metrics", "alerts", "retrain_jobs", "model_versions"}
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmloop.cli import build_parser
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
+from llmloop_app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [

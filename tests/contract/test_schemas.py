@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from llmloop import schemas
-from llmloop.cli import main
 from llmloop.events import EVENT_MODELS, parse_event
+from llmloop_app.cli import main
 
 EVENTS_DIR = schemas.default_dir()
 EXAMPLES = sorted((EVENTS_DIR / "examples").glob("*.json"))

@@ -17,11 +17,11 @@ import yaml
 
 from llmloop import topics
 from llmloop.bus import open_bus
-from llmloop.cli import main
 from llmloop.events import CompletionLogged, GateResult, RetrainJobUpdated, parse_event
 from llmloop.events import CorrectionFeedback as Correction
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
+from llmloop_app.cli import main
 from llmloop_processor.writer import StoreWriter
 from llmloop_retraining.join import PairJoin
 

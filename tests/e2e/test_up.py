@@ -32,7 +32,7 @@ def free_port() -> int:
 class Up:
     """One `llmloop up` process on a data dir."""
 
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -41,6 +41,7 @@ class Up:
             [LLMLOOP, "up", "--data-dir", str(data_dir), "--port", str(self.port), *extra],
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
+            env=env,
         )
         wait_ready(self.url, self.proc, self.log, path="/healthz", timeout_s=60)
 

@@ -58,8 +58,6 @@ from starlette.routing import BaseRoute, Mount
 from llmloop import topics
 from llmloop.async_client import AsyncClient
 from llmloop.bus import EventBus, Message, Record, open_bus
-from llmloop.cli import build_parser, main
-from llmloop.embedded import local_router
 from llmloop.events import (
     AlertStateChanged,
     CompletionLogged,
@@ -74,13 +72,15 @@ from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.sdk import Client
 from llmloop.store import Store
 from llmloop.testing.server import completion
+from llmloop_app.cli import build_parser, main
+from llmloop_app.embedded import local_router
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import hash_key
 from llmloop_ingest.settings import IngestSettings
 from llmloop_processor.aggregates import feedback_metrics
 from llmloop_processor.runtime import services
-from llmloop_processor.service import Processor
 from llmloop_processor.settings import ProcessorSettings
+from llmloop_processor.sink import Sink
 from llmloop_processor.stats import window_bounds
 from llmloop_retraining.join import PairJoin
 
@@ -233,7 +233,7 @@ async def on_bus(bus: EventBus, topic: str = topics.EVENTS) -> list[Message]:
 
 async def sink(bus: EventBus, store: Store) -> None:
     """Everything on the events topic into the store, through the processor's real sink."""
-    await Processor(bus, store).handle(await on_bus(bus))
+    await Sink(bus, store).handle(await on_bus(bus))
 
 
 def all_routes(routes: list[BaseRoute], prefix: str = "") -> dict[str, set[str]]:
@@ -775,7 +775,7 @@ async def _write(store: Store, events: list[Any]) -> None:
     messages = [
         Message(topics.EVENTS, 0, i, e.key(), encode_event(e)) for i, e in enumerate(events)
     ]
-    await Processor(open_bus("memory://"), store).handle(messages)
+    await Sink(open_bus("memory://"), store).handle(messages)
 
 
 async def test_feedback_of_one_project_never_counts_for_another(store):

@@ -41,7 +41,6 @@ import pytest
 
 from llmloop import topics
 from llmloop.bus import open_bus
-from llmloop.cli import main
 from llmloop.events import parse_event
 from llmloop.redaction import redact_url
 from llmloop.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature
@@ -55,6 +54,7 @@ from llmloop_alerting.testing import (
     metric_event,
     publish_metrics,
 )
+from llmloop_app.cli import main
 
 LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
 PASSWORD = "s3cr3tpassZq"

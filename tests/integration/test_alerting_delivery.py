@@ -11,11 +11,11 @@ import pytest
 
 from llmloop import topics
 from llmloop.bus import open_bus
-from llmloop.cli import main
 from llmloop.events import NotificationAttempted, parse_event
 from llmloop.signing import IDEMPOTENCY_HEADER
 from llmloop_alerting.settings import AlertingSettings
 from llmloop_alerting.testing import RunningService, WebhookReceiver, metric_event, publish_metrics
+from llmloop_app.cli import main
 
 SECRET = "test-secret"
 

@@ -47,7 +47,7 @@ class AlertingProcess:
             [
                 sys.executable,
                 "-m",
-                "llmloop.cli",
+                "llmloop_app.cli",
                 "alerting",
                 "--data-dir",
                 str(self.tmp_path),

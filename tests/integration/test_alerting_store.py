@@ -11,7 +11,7 @@ from llmloop.bus import open_bus
 from llmloop.testing.tansu import TansuBroker
 from llmloop_alerting.settings import AlertingSettings
 from llmloop_alerting.testing import RunningService, WebhookReceiver, metric_event, publish_metrics
-from llmloop_processor.service import Processor
+from llmloop_processor.sink import Sink
 
 RULES = """
 receivers:
@@ -48,7 +48,7 @@ async def test_transitions_attempts_and_dead_letters_are_rows(tmp_path, store):
     bus = open_bus("memory://")
     await bus.start()
     processor_stop = asyncio.Event()
-    processor = asyncio.create_task(Processor(bus, store, max_wait_s=0.05).run(processor_stop))
+    processor = asyncio.create_task(Sink(bus, store, max_wait_s=0.05).run(processor_stop))
     try:
         async with WebhookReceiver() as hook:
             hook.script("/broken", [503, 503])

@@ -9,10 +9,10 @@ from test_alerting_delivery import settings, tox
 
 from llmloop import topics
 from llmloop.bus import open_bus
-from llmloop.console_wiring import LocalOperations
 from llmloop.settings import Settings
 from llmloop_alerting.journal import Journal
 from llmloop_alerting.testing import RunningService, WebhookReceiver, publish_metrics
+from llmloop_app.console import LocalOperations
 
 
 @pytest.fixture

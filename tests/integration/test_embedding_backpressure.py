@@ -26,7 +26,7 @@ from llmloop_processor.enrich import Enricher
 from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.sampling import AdaptiveSampler
-from llmloop_processor.service import Processor
+from llmloop_processor.sink import Sink
 from llmloop_processor.stats import Tests, drift_metrics
 
 SECONDS_PER_COMPLETION = 0.025  # prompt + completion: 40 completions/s
@@ -68,7 +68,7 @@ async def test_slow_embeddings_shrink_the_sample_not_the_enrichment(store: Store
     stage = EmbeddingService(bus, EmbeddingWriter(store, embedder, sampler), batch_size=256)
     stop = asyncio.Event()
     tasks = [
-        asyncio.create_task(Processor(bus, store, max_wait_s=0.1).run(stop)),
+        asyncio.create_task(Sink(bus, store, max_wait_s=0.1).run(stop)),
         asyncio.create_task(
             EnrichmentService(bus, EnrichmentWriter(store, Enricher(sampler)), max_wait_s=0.1).run(
                 stop

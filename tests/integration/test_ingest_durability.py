@@ -29,7 +29,7 @@ from llmloop.testing.tansu import TansuBroker
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import KeyStore
 from llmloop_ingest.settings import IngestSettings
-from llmloop_processor.service import Processor
+from llmloop_processor.sink import Sink
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -91,7 +91,7 @@ async def drain_into(store: Store, broker: TansuBroker, expected: int) -> None:
     bus = open_bus(broker.url(partitions=2))
     await bus.start()
     stop = asyncio.Event()
-    task = asyncio.create_task(Processor(bus, store, batch_size=500, max_wait_s=0.1).run(stop))
+    task = asyncio.create_task(Sink(bus, store, batch_size=500, max_wait_s=0.1).run(stop))
     deadline = time.monotonic() + 60
     while stored(store, "SELECT count() FROM completions")[0][0] < expected:
         assert time.monotonic() < deadline, "the processor did not store every event"

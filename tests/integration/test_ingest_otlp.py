@@ -20,7 +20,7 @@ from llmloop.testing.server import ServedApp
 from llmloop_ingest.app import create_app
 from llmloop_ingest.keys import KeyStore
 from llmloop_ingest.settings import IngestSettings
-from llmloop_processor.service import Processor
+from llmloop_processor.sink import Sink
 
 
 def chat_span(tracer, compression_label: str) -> None:
@@ -57,9 +57,7 @@ async def test_otel_sdk_spans_become_completion_rows(
     key = KeyStore(tmp_path / "keys.db").create("shop")[0]
     app = create_app(IngestSettings(data_dir=tmp_path), bus=bus)
     stop = asyncio.Event()
-    processor = asyncio.create_task(
-        Processor(bus, store, batch_size=100, max_wait_s=0.05).run(stop)
-    )
+    processor = asyncio.create_task(Sink(bus, store, batch_size=100, max_wait_s=0.05).run(stop))
     try:
         with ServedApp(app) as ingest:
             exporter = OTLPSpanExporter(

@@ -14,7 +14,7 @@ from llmloop.bus import Record
 from llmloop.settings import Settings
 from llmloop_ingest.app import create_app
 from llmloop_ingest.auth import SingleProject
-from llmloop_processor.service import Processor
+from llmloop_processor.sink import Sink
 
 
 def batch(completions: int, feedback: int) -> list[dict]:
@@ -54,7 +54,7 @@ async def until(condition, timeout: float = 20.0):
 
 @pytest.fixture
 async def running(any_bus, store):
-    processor = Processor(any_bus, store, batch_size=500, max_wait_s=0.1)
+    processor = Sink(any_bus, store, batch_size=500, max_wait_s=0.1)
     stop = asyncio.Event()
     task = asyncio.create_task(processor.run(stop))
     app = create_app(Settings(), bus=any_bus, authenticator=SingleProject())

@@ -40,13 +40,13 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def cmd_alerting(args: argparse.Namespace) -> int:
     from llmloop.logs import setup_logging
+    from llmloop.service import named, serve
     from llmloop_alerting.rules import RulesError
-    from llmloop_alerting.service import serve
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(named("alerting"), settings))
     except RulesError as exc:
         raise CliError(str(exc)) from exc
     return 0

@@ -18,10 +18,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmloop import topics
-from llmloop.bus import BusUnavailable, EventBus, Message, Record, consume, open_bus
+from llmloop.bus import BusUnavailable, EventBus, Message, Record, consume
 from llmloop.events import AlertStateChanged, MetricComputed, encode_event, parse_event
-from llmloop.lifecycle import stop_on_signals
-from llmloop.redaction import redact_url
 from llmloop_alerting.journal import Journal, Notification
 from llmloop_alerting.rules import RulesError, RuleSet, default_rules_path, load_rules
 from llmloop_alerting.settings import AlertingSettings
@@ -316,15 +314,3 @@ def _alert_event(action: Action, threshold: float, severity: str) -> AlertStateC
         starts_at=state.starts_at or _now(),
         ends_at=state.ends_at if action.kind == "resolve" else None,
     )
-
-
-async def serve(settings: AlertingSettings) -> None:
-    """Run alerting on its own (distributed runtime) until SIGINT / SIGTERM."""
-    bus = open_bus(settings.bus_url)
-    log.info("alerting: bus %s, state %s", redact_url(settings.bus_url), settings.state_path)
-    async with stop_on_signals() as stop:
-        await bus.start()
-        try:
-            await AlertingService(bus, settings).run(stop)
-        finally:
-            await bus.close()

@@ -1,7 +1,7 @@
 """A ``FeedbackSink`` for a console on its own: ``POST /v1/events`` to ingest, as the SDK does.
 
 ``llmloop up`` hands the console its in-process ingest path instead
-(``llmloop.console_wiring.IngestSink``). Ingest takes the project from the key,
+(``llmloop_app.console.IngestSink``). Ingest takes the project from the key,
 so this sink needs one ingest key per project it may write for
 (``LLMLOOP_CONSOLE_INGEST_KEYS=shop=llk_…,support=llk_…``).
 """

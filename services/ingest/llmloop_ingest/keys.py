@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmloop.events import PROJECT_ID_PATTERN
+from llmloop.localdb import connect, open_db
 
 KEY_PREFIX = "llk_"
 _PROJECT = re.compile(PROJECT_ID_PATTERN)
@@ -64,22 +65,23 @@ class KeyInfo:
     note: str
 
 
+# The key store's schema, oldest first (llmloop.localdb); append, never edit.
+_MIGRATIONS = [
+    "CREATE TABLE IF NOT EXISTS api_keys ("
+    " hash TEXT PRIMARY KEY, project TEXT NOT NULL, created_at TEXT NOT NULL,"
+    " revoked_at TEXT, note TEXT NOT NULL DEFAULT '')",
+]
+
+
 class KeyStore:
     """Hashed keys in a SQLite file, safe to change while ingest reads it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS api_keys ("
-                " hash TEXT PRIMARY KEY, project TEXT NOT NULL, created_at TEXT NOT NULL,"
-                " revoked_at TEXT, note TEXT NOT NULL DEFAULT '')"
-            )
+        open_db(path, _MIGRATIONS, what="the API key store").close()
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        return connect(self.path)
 
     def create(self, project: str, note: str = "") -> tuple[str, KeyInfo]:
         """A new key for ``project``: the key (shown once, never stored) and its info."""

@@ -27,7 +27,12 @@ M = TypeVar("M", bound=Message)
 
 
 class OtlpError(ValueError):
-    """The body is not the OTLP export request the route takes."""
+    """The body is not the OTLP export request the route takes; ``status`` is the answer's
+    (400 for a body that does not parse, 415 for a media type OTLP/HTTP does not have)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parse_request(body: bytes, content_type: str, request: M, what: str) -> M:
@@ -49,7 +54,7 @@ def parse_request(body: bytes, content_type: str, request: M, what: str) -> M:
             raise OtlpError(f"body is not an OTLP/protobuf {what} export: {exc}") from None
         return request
     raise OtlpError(
-        f"Content-Type {content_type!r}: send application/x-protobuf or application/json"
+        f"Content-Type {content_type!r}: send application/x-protobuf or application/json", 415
     )
 
 

@@ -113,8 +113,7 @@ async def _read(
     except OtlpError as exc:
         metrics.rejected.labels("bad_body").inc()
         log.info("otlp %s: refused the whole export: %s", what, exc)
-        status = 415 if "Content-Type" in str(exc) else 400
-        return status_answer(status, str(exc), wants_json(request))
+        return status_answer(exc.status, str(exc), wants_json(request))
 
 
 async def _publish(

@@ -149,7 +149,9 @@ class Publisher:
         """Return once the bus acknowledged every event; raise ``NotAcknowledged`` if not."""
         if not events:
             return
-        records = [Record(key=e.key(), value=encode_event(e)) for e in events]
+        # The validated events travel with their bytes: consumers in this process (`llmloop
+        # up`) take them instead of parsing again (llmloop.consumer.decode).
+        records = [Record(key=e.key(), value=encode_event(e), event=e) for e in events]
         try:
             await asyncio.wait_for(
                 self.bus.publish(topics.EVENTS, records), self.settings.publish_timeout_s

@@ -2,7 +2,7 @@
 
 Agents stay thin: each takes a batch of events (``stream.take_events``), turns
 them into the bus port's ``Message`` and hands them to the same handlers the
-embedded runtime runs through ``consume()``: the sink (``service.Processor``)
+embedded runtime runs through ``consume()``: the sink (``sink.Sink``)
 the enricher (``enrichment.EnrichmentService``) and the embedding stage
 (``embedding.EmbeddingService``). The statistics timer runs
 as an app task. Faust acknowledges an event once both agents are done with it
@@ -30,11 +30,10 @@ import faust
 from llmloop import topics
 from llmloop.bus import EventBus, Message, open_bus, retry_until_done
 from llmloop.store import Store, open_store
-from llmloop_processor.runtime import enrichment_services
-from llmloop_processor.service import TOPICS, Processor
+from llmloop_processor.runtime import services
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.shard import Shard, from_assignment
-from llmloop_processor.stats import StatsRunner
+from llmloop_processor.sink import TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +90,13 @@ class _Runtime:
                 atexit.register(self.store.close)
                 self.bus: EventBus = open_bus(s.bus_url)
                 await self.bus.start()
-                self.sink = Processor(self.bus, self.store)
-                parts = enrichment_services(s, self.bus, self.store)
+                # The same parts as `llmloop up` and `llmloop processor`; the agents below
+                # feed them faust's batches instead of running their own consumers.
+                parts = services(s, self.bus, self.store, ownership=stats_shard)
+                self.sink = parts["processor"]
                 self.enricher = parts["enricher"]
                 self.embedder = parts.get("embedder")
-                self.stats = StatsRunner(self.store, self.bus, s, ownership=stats_shard)
+                self.stats = parts["stats"]
                 self.settings = s
                 self.ready = True
                 log.info("processor worker: store %s, bus %s", self.store.url, self.bus.url)

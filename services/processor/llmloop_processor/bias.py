@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from llmloop_processor.words import ascii_words
+
 MIN_GROUP = 20
 MONTE_CARLO = 999  # shuffles for the omnibus test when expected counts are small
 
@@ -58,6 +60,14 @@ _GROUP_OF_TERM = {
 }
 _ORDER = {key: n for n, key in enumerate(dict.fromkeys(_GROUP_OF_TERM.values()))}
 _WORD = re.compile(r"\w+")
+_GROUP_OF_BYTES = {term.encode(): group for term, group in _GROUP_OF_TERM.items()}
+
+
+def _groups_in(low: str) -> set[tuple[str, str]]:
+    if not low.isascii():
+        return {_GROUP_OF_TERM[w] for w in set(_WORD.findall(low)) if w in _GROUP_OF_TERM}
+    words = set(ascii_words(low))
+    return {_GROUP_OF_BYTES[w] for w in words if w in _GROUP_OF_BYTES}
 
 
 def demographic_groups(text: str) -> list[str]:
@@ -65,7 +75,7 @@ def demographic_groups(text: str) -> list[str]:
 
     Terms are whole words, case-insensitive: the text's words, looked up once each
     (one pass, whatever the number of terms)."""
-    found = {_GROUP_OF_TERM[w] for w in set(_WORD.findall(text.lower())) if w in _GROUP_OF_TERM}
+    found = _groups_in(text.lower())
     return [f"{family}:{group}" for family, group in sorted(found, key=_ORDER.__getitem__)]
 
 

@@ -27,8 +27,8 @@ DT = "DateTime64(3, 'UTC')"
 
 def cmd_processor(args: argparse.Namespace) -> int:
     from llmloop.logs import setup_logging
+    from llmloop.service import named, serve
     from llmloop.store import StoreError
-    from llmloop_processor.runtime import serve
     from llmloop_processor.settings import ProcessorSettings
 
     settings = settings_from(args, ProcessorSettings)
@@ -36,7 +36,7 @@ def cmd_processor(args: argparse.Namespace) -> int:
         _exec_faust_worker(settings)
     setup_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(named("processor"), settings))
     except StoreError as exc:
         raise CliError(str(exc)) from exc
     return 0

@@ -23,13 +23,14 @@ from typing import Any
 import pyarrow as pa
 
 from llmloop import topics
-from llmloop.bus import EventBus, Message, consume
-from llmloop.events import CompletionLogged
+from llmloop.bus import EventBus
+from llmloop.consumer import EventConsumer
+from llmloop.events import AnyEvent, CompletionLogged
 from llmloop.store import Store
 from llmloop_processor.embed import Embedder, quantize
 from llmloop_processor.enrich import EMBEDDING, int8_lists
 from llmloop_processor.enrichment import TABLE as ENRICHMENTS
-from llmloop_processor.enrichment import completions, until_stopped
+from llmloop_processor.enrichment import completions
 from llmloop_processor.sampling import EmbeddingSampler
 from llmloop_processor.writer import RETRY_WINDOW
 
@@ -140,8 +141,12 @@ class EnrichmentPending(RuntimeError):
     """The runtime stops while completions of the batch await their scalar rows."""
 
 
-class EmbeddingService:
+class EmbeddingService(EventConsumer):
     """Consumes the events topic as its own group and embeds the sampled completions."""
+
+    name = "embedder"
+    group = GROUP
+    topics = (topics.EVENTS,)
 
     def __init__(
         self,
@@ -159,18 +164,14 @@ class EmbeddingService:
         enrichment_patience_s: after this long, events still without a scalar row are
             logged and passed over (nothing reads an unenriched completion).
         """
-        self.bus = bus
+        super().__init__(bus, batch_size=batch_size, max_wait_s=max_wait_s)
         self.writer = writer
-        self.batch_size = batch_size
-        self.max_wait_s = max_wait_s
         self.enrichment_wait_s = enrichment_wait_s
         self.enrichment_patience_s = enrichment_patience_s
         self._stop: asyncio.Event | None = None
-        self._last_report = time.monotonic()
-        self.consumer: Any = None
 
-    async def handle(self, batch: list[Message]) -> None:
-        events = completions(batch)
+    async def handle_events(self, batch_events: list[AnyEvent]) -> None:
+        events = completions(batch_events)
         if not events:
             return
         decisions = await asyncio.to_thread(self.writer.decisions, events)
@@ -190,35 +191,20 @@ class EmbeddingService:
             await asyncio.sleep(self.enrichment_wait_s)
             decisions.update(await asyncio.to_thread(self.writer.decisions, missing))
         await asyncio.to_thread(self.writer.write, events, decisions)
-        if time.monotonic() - self._last_report > 30:
-            self._last_report = time.monotonic()
-            w = self.writer
-            log.info(
-                "embedder: %d completions embedded (%.1f/s of model time)",
-                w.embedded,
-                w.embedded / w.busy_s if w.busy_s else 0.0,
-            )
+
+    def progress(self) -> str:
+        w = self.writer
+        rate = w.embedded / w.busy_s if w.busy_s else 0.0
+        return f"{w.embedded} completions embedded ({rate:.1f}/s of model time)"
+
+    def abandon(self) -> None:
+        # A batch being embedded may take seconds (or wait for the model to load);
+        # nothing else waits on embeddings, so it is abandoned after the grace.
+        self.writer.embedder.abort()
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        consumer = self.bus.consumer([topics.EVENTS], GROUP)
-        self.consumer = consumer
-        await consumer.start()
-        log.info("embedder consuming %s as group %s", topics.EVENTS, GROUP)
-        consuming = asyncio.create_task(
-            consume(
-                consumer,
-                self.handle,
-                batch_size=self.batch_size,
-                max_wait_s=self.max_wait_s,
-                stop=stop,
-            )
-        )
-        embedder = self.writer.embedder
-        try:
-            # A batch being embedded may take seconds (or wait for the model to load);
-            # nothing else waits on embeddings, so it is abandoned after the grace.
-            await until_stopped(consuming, stop, "embedder", embedder.abort)
-        finally:
-            await consumer.close()
-            await asyncio.to_thread(embedder.close)
+        await super().run(stop)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.writer.embedder.close)

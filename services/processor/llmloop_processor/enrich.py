@@ -83,9 +83,21 @@ _REFUSAL_ANYWHERE = re.compile(
 )
 
 
+# Every phrase _REFUSAL_ANYWHERE matches holds one of these, lower-cased (in ASCII text:
+# elsewhere IGNORECASE also folds a dotless i, so the pattern always runs there).
+_REFUSAL_WORDS = ("i can", "i'm unable", "i am unable", "against")
+
+
 def is_refusal(text: str) -> bool:
     """Whether a completion declines the request (phrase rules, English)."""
-    return bool(_REFUSAL.search(text[:200]) or _REFUSAL_ANYWHERE.search(text[:2000]))
+    if _REFUSAL.search(text[:200]):
+        return True
+    head = text[:2000]
+    if head.isascii():
+        low = head.lower()
+        if not any(word in low for word in _REFUSAL_WORDS):
+            return False
+    return bool(_REFUSAL_ANYWHERE.search(head))
 
 
 def pii_flags(text: str) -> list[str]:

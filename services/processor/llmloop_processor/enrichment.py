@@ -1,6 +1,6 @@
 """The enrichment consumer: completions in, ``completion_enrichments`` rows out, each once.
 
-It is its own consumer group beside the sink (``service.Processor``): raw rows
+It is its own consumer group beside the sink (``sink.Sink``): raw rows
 land in ``completions`` within a second, and the scalar features follow at the
 rate events arrive, never waiting for embeddings: those are a sample, embedded
 behind it by its own group (``embedding.py``). Its lag is visible in its group
@@ -11,17 +11,13 @@ Redelivery is harmless: ids already enriched are skipped before any model runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
-
-from pydantic import ValidationError
+from collections.abc import Sequence
 
 from llmloop import topics
-from llmloop.bus import EventBus, Message, consume
-from llmloop.events import CompletionLogged, parse_event
+from llmloop.bus import EventBus
+from llmloop.consumer import EventConsumer
+from llmloop.events import AnyEvent, CompletionLogged
 from llmloop.store import Store
 from llmloop_processor.contents import ContentJoin
 from llmloop_processor.enrich import Enricher
@@ -31,29 +27,6 @@ log = logging.getLogger(__name__)
 
 GROUP = "llmloop-enricher"
 TABLE = "completion_enrichments"
-STOP_GRACE_S = 1.0
-
-
-async def until_stopped(
-    consuming: asyncio.Task[Any],
-    stop: asyncio.Event,
-    what: str,
-    abandon: Callable[[], None] | None = None,
-) -> None:
-    """Wait for a consumer loop to end, or for ``stop``; then give the batch in flight a
-    short grace and abandon it (``abandon`` interrupts its work): it is not committed, so
-    the next start takes it again."""
-    await asyncio.wait(
-        {consuming, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
-    )
-    done, _ = await asyncio.wait({consuming}, timeout=STOP_GRACE_S)
-    if not done:
-        if abandon is not None:
-            abandon()
-        consuming.cancel()
-        log.info("%s stopped mid-batch; the batch is redelivered on restart", what)
-    with contextlib.suppress(asyncio.CancelledError):
-        await consuming
 
 
 class EnrichmentWriter:
@@ -91,21 +64,17 @@ class EnrichmentWriter:
         return self.store.insert(TABLE, self.enricher.table(new))
 
 
-def completions(batch: Sequence[Message]) -> list[CompletionLogged]:
-    """The readable completions of a batch (the sink dead-letters the rest)."""
-    out = []
-    for message in batch:
-        try:
-            event = parse_event(message.value)
-        except ValidationError:
-            continue
-        if isinstance(event, CompletionLogged):
-            out.append(event)
-    return out
+def completions(events: Sequence[AnyEvent]) -> list[CompletionLogged]:
+    """The completions among a batch's events."""
+    return [e for e in events if isinstance(e, CompletionLogged)]
 
 
-class EnrichmentService:
+class EnrichmentService(EventConsumer):
     """Consumes the events topic as its own group and enriches every completion."""
+
+    name = "enricher"
+    group = GROUP
+    topics = (topics.EVENTS,)
 
     def __init__(
         self,
@@ -115,41 +84,20 @@ class EnrichmentService:
         batch_size: int = 256,
         max_wait_s: float = 0.5,
     ) -> None:
-        self.bus = bus
+        super().__init__(bus, batch_size=batch_size, max_wait_s=max_wait_s)
         self.writer = writer
-        self.batch_size = batch_size
-        self.max_wait_s = max_wait_s
         self.enriched = 0
         self.newest_ts: float | None = None  # the newest completion enriched (lag gauge)
-        self.consumer: Any = None
-        self._last_report = time.monotonic()
 
-    async def handle(self, batch: list[Message]) -> None:
-        events = completions(batch)
-        if events:
-            self.enriched += await asyncio.to_thread(self.writer.write, events)
-            newest = max(e.timestamp for e in events).timestamp()
+    async def handle_events(self, events: list[AnyEvent]) -> None:
+        found = completions(events)
+        if found:
+            self.enriched += await asyncio.to_thread(self.writer.write, found)
+            newest = max(e.timestamp for e in found).timestamp()
             self.newest_ts = max(newest, self.newest_ts or newest)
-        if time.monotonic() - self._last_report > 30:
-            self._last_report = time.monotonic()
-            log.info("enricher: %d completions enriched", self.enriched)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        consumer = self.bus.consumer([topics.EVENTS], GROUP)
-        self.consumer = consumer
-        await consumer.start()
-        log.info("enricher consuming %s as group %s", topics.EVENTS, GROUP)
-        consuming = asyncio.create_task(
-            consume(
-                consumer,
-                self.handle,
-                batch_size=self.batch_size,
-                max_wait_s=self.max_wait_s,
-                stop=stop,
-            )
-        )
-        try:
-            await until_stopped(consuming, stop, "enricher")
-        finally:
-            await consumer.close()
-            self.writer.enricher.close()
+    def progress(self) -> str:
+        return f"{self.enriched} completions enriched"
+
+    async def close(self) -> None:
+        self.writer.enricher.close()

@@ -8,13 +8,14 @@ from typing import Any
 from llmloop.bus import EventBus
 from llmloop.settings import Settings
 from llmloop.store import Store
+from llmloop_processor import shard
 from llmloop_processor.embed import Embedder, Sampler
 from llmloop_processor.embedding import EmbeddingService, EmbeddingWriter
 from llmloop_processor.enrich import Enricher
 from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
 from llmloop_processor.sampling import AdaptiveSampler, EmbeddingSampler
-from llmloop_processor.service import Processor
 from llmloop_processor.settings import ProcessorSettings
+from llmloop_processor.sink import Sink
 from llmloop_processor.stats import StatsRunner
 
 
@@ -79,37 +80,21 @@ def enrichment_services(settings: ProcessorSettings, bus: EventBus, store: Store
     return out
 
 
-def services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Any]:
-    """Every part of the processor, by name, each with ``async run(stop)``."""
+def services(
+    settings: Settings,
+    bus: EventBus,
+    store: Store,
+    *,
+    ownership: shard.Ownership = shard.everything,
+) -> dict[str, Any]:
+    """Every part of the processor, by name, each with ``async run(stop)``: what ``llmloop
+    up``, ``llmloop processor`` and the faust worker run. ``ownership`` is the statistics
+    keys this replica computes (the faust worker: its partitions'; default: every key)."""
     ps = processor_settings(settings)
     return {
-        "processor": Processor(
+        "processor": Sink(
             bus, store, batch_size=ps.writer_batch_size, max_wait_s=ps.writer_max_wait_s
         ),
         **enrichment_services(ps, bus, store),
-        "stats": StatsRunner(store, bus, ps),
+        "stats": StatsRunner(store, bus, ps, ownership=ownership),
     }
-
-
-async def serve(settings: Settings) -> None:
-    """Run the processor on its own (distributed runtime) until SIGINT / SIGTERM."""
-    import asyncio
-
-    from llmloop.bus import open_bus
-    from llmloop.lifecycle import stop_on_signals
-    from llmloop.store import open_store
-
-    store = open_store(settings.store_url)
-    bus = open_bus(settings.bus_url)
-    try:
-        async with stop_on_signals() as stop:
-            await bus.start()
-            await asyncio.gather(
-                *(
-                    asyncio.create_task(service.run(stop), name=name)
-                    for name, service in services(settings, bus, store).items()
-                )
-            )
-    finally:
-        await bus.close()
-        store.close()

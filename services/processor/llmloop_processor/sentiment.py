@@ -39,6 +39,10 @@ class FastVader:
         self.emojis: dict[str, str] = original.emojis
         self._original = original
         self._negate = frozenset(vs.NEGATE)
+        # Every word of a multi-word idiom or booster: an idiom check whose neighbours hold
+        # none of them can change nothing (every phrase it looks up has two words or more).
+        phrases = [k for k in (*vs.SPECIAL_CASES, *vs.BOOSTER_DICT) if " " in k]
+        self._idiom_words = frozenset(w for k in phrases for w in k.split(" "))
 
     def compound(self, text: str) -> float:
         """The compound score of ``text`` in [-1, 1], rounded to 4 places as VADER does."""
@@ -58,7 +62,7 @@ class FastVader:
                 continue
             sentiments[i] = self._valence(words, lower, i, cap_diff)
         if "but" in lower:
-            sentiments = vs.SentimentIntensityAnalyzer._but_check(words, sentiments)
+            sentiments = _but_check(lower.index("but"), sentiments)
         if not sentiments:
             return 0.0
         total = float(sum(sentiments))
@@ -92,7 +96,7 @@ class FastVader:
                     scalar = scalar + vs.C_INCR if valence > 0 else scalar - vs.C_INCR
                 scalar *= (1.0, 0.95, 0.9)[start_i]
             valence = self._negation(valence + scalar, lower, start_i, i)
-            if start_i == 2:
+            if start_i == 2 and self._near_idiom(lower, i):
                 lo = i - 3
                 valence = vs.SentimentIntensityAnalyzer._special_idioms_check(
                     valence, lower[lo : i + 3], 3
@@ -125,6 +129,16 @@ class FastVader:
                 valence *= n_scalar
         return valence
 
+    def _near_idiom(self, lower: list[str], i: int) -> bool:
+        # Each phrase the idiom check looks up holds word i-1, i-2 or i+1 (it spans two
+        # or three of the words i-3 .. i+2, and those from i-3 go on to i-2).
+        idiom = self._idiom_words
+        return (
+            lower[i - 1] in idiom
+            or lower[i - 2] in idiom
+            or (i + 1 < len(lower) and lower[i + 1] in idiom)
+        )
+
     def _negated(self, word: str) -> bool:  # vaderSentiment.negated([word])
         return word in self._negate or "n't" in word
 
@@ -140,6 +154,23 @@ class FastVader:
                 out.append(description if prev_space else " " + description)
                 prev_space = False
         return "".join(out)
+
+
+def _but_check(bi: int, sentiments: list[float]) -> list[float]:
+    """``SentimentIntensityAnalyzer._but_check``: halve what comes before the first "but",
+    raise what comes after by half. The original rewrites, for each word in turn, the
+    first word that has the same valence (``list.index``), quadratic in the text and
+    quirky when two words share one; the quirk is kept. Zeros are skipped: rewriting a
+    zero leaves it zero."""
+    nonzero = [p for p, v in enumerate(sentiments) if v]
+    for p in nonzero:
+        value = sentiments[p]
+        si = next(j for j in nonzero if sentiments[j] == value)
+        if si < bi:
+            sentiments[si] = value * 0.5
+        elif si > bi:
+            sentiments[si] = value * 1.5
+    return sentiments
 
 
 @cache

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from llmloop_processor.derived import cache_dir, cached_export
+from llmloop_processor.words import ascii_words
 
 EXPORT_VERSION = 1
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # the vectorizer's token_pattern
@@ -75,6 +76,9 @@ class Toxicity:
     def __init__(self, weights: Path) -> None:
         with np.load(weights) as w:
             self.index = {word: i for i, word in enumerate(w["words"].tolist())}
+            self.ascii_index = {
+                word.encode(): i for word, i in self.index.items() if word.isascii()
+            }
             self.idf, self.coef = w["idf"], w["coef"]
             self.intercept, self.a, self.b = w["intercept"], w["a"], w["b"]
 
@@ -83,8 +87,12 @@ class Toxicity:
         # values for the whole batch at once (sums per text by bincount).
         index, sizes, terms, counts = self.index, [], [], []
         for text in texts:
-            found = Counter(index.get(t, -1) for t in _TOKEN.findall(text.lower()))
-            found.pop(-1, None)
+            low = text.lower()
+            if low.isascii():  # the tokens are the \w runs of two characters or more
+                found = Counter(map(self.ascii_index.get, ascii_words(low)))
+            else:
+                found = Counter(map(index.get, _TOKEN.findall(low)))
+            found.pop(None, None)  # out of vocabulary (one-character runs never are in it)
             sizes.append(len(found))
             terms += found.keys()
             counts += found.values()

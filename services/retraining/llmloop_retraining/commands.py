@@ -32,11 +32,11 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def cmd_retraining(args: argparse.Namespace) -> int:
     from llmloop.logs import setup_logging
-    from llmloop_retraining.service import serve
+    from llmloop.service import named, serve
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    asyncio.run(serve(named("retraining"), settings))
     return 0
 
 

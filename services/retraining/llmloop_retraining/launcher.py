@@ -158,14 +158,3 @@ class LocalLauncher:
             elif kind == "failed":
                 final = JobUpdate("failed", message=str(line.get("message", "")))
         return final
-
-
-def make_launcher(kind: str, **options: Any) -> Launcher:
-    """The launcher named ``kind`` (``local`` or ``kubernetes``)."""
-    if kind == "local":
-        return LocalLauncher()
-    if kind == "kubernetes":
-        from llmloop_retraining.kube import KubernetesLauncher
-
-        return KubernetesLauncher(**options)
-    raise ValueError(f"unknown launcher {kind!r}; use local or kubernetes")

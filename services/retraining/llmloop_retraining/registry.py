@@ -23,31 +23,9 @@ _COLUMNS = (
 
 def query_json(settings: Settings, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of a SELECT as dicts, through a running ``up`` or straight from the store."""
-    import httpx
+    from llmloop.cliutil import query_for_cli
 
-    from llmloop.cliutil import open_store_for_cli
-    from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
-    from llmloop.store import StoreError
-
-    running = RuntimeInfo.running(settings.data_dir)
-    if running is not None and running.store_url == settings.store_url:
-        response = httpx.post(
-            f"{running.api_url}/_local/query",
-            content=orjson.dumps({"sql": sql, "format": "JSONEachRow", "params": params}),
-            headers={TOKEN_HEADER: running.token, "Content-Type": "application/json"},
-            timeout=30,
-        )
-        if response.status_code != 200:
-            raise CliError(response.json().get("detail", response.text))
-        raw = response.content
-    else:
-        store = open_store_for_cli(settings)
-        try:
-            raw = store.query_raw(sql, "JSONEachRow", params)
-        except StoreError as exc:
-            raise CliError(str(exc)) from exc
-        finally:
-            store.close()
+    raw = query_for_cli(settings, sql, params, "JSONEachRow", timeout_s=30)
     return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
 
 

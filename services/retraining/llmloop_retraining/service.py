@@ -15,16 +15,16 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
 from llmloop import topics
-from llmloop.bus import EventBus, Message, Record, consume, open_bus
+from llmloop.bus import EventBus, Message, Record, consume
 from llmloop.events import AlertStateChanged, AnyEvent, RetrainJobUpdated, encode_event, parse_event
-from llmloop.lifecycle import stop_on_signals
 from llmloop_retraining.config import RetrainingSettings
 from llmloop_retraining.join import PairJoin
-from llmloop_retraining.launcher import Launcher, make_launcher
+from llmloop_retraining.launcher import Launcher, LocalLauncher
 from llmloop_retraining.ledger import JobLedger
 from llmloop_retraining.pipeline import Outcome, run_retraining
 from llmloop_retraining.policy import (
@@ -39,6 +39,19 @@ log = logging.getLogger(__name__)
 
 GROUP = "llmloop-retraining"
 TOPICS = (topics.EVENTS, topics.ALERTS)
+
+
+def make_launcher(kind: str, **options: Any) -> Launcher:
+    """The launcher named ``kind``: ``local`` (a subprocess) or ``kubernetes`` (a GPU Job).
+
+    Chosen here, by the service, so the port (``launcher``) knows none of its adapters."""
+    if kind == "local":
+        return LocalLauncher()
+    if kind == "kubernetes":
+        from llmloop_retraining.kube import KubernetesLauncher
+
+        return KubernetesLauncher(**options)
+    raise ValueError(f"unknown launcher {kind!r}; use local or kubernetes")
 
 
 def launcher_for(settings: RetrainingSettings, policy: TriggerPolicy) -> Launcher:
@@ -232,14 +245,3 @@ class Retrainer:
                 await asyncio.wait({self._job})
             else:
                 await asyncio.sleep(0.05)
-
-
-async def serve(settings: RetrainingSettings) -> None:
-    """Run the service on its own (distributed runtime) until SIGINT / SIGTERM."""
-    bus = open_bus(settings.bus_url)
-    async with stop_on_signals() as stop:
-        await bus.start()
-        try:
-            await Retrainer(bus, settings).run(stop)
-        finally:
-            await bus.close()

@@ -18,8 +18,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,17 @@ class BusUnavailable(BusError):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """What a producer publishes."""
+    """What a producer publishes.
+
+    ``event``: the validated event that ``value`` encodes, when the producer has it
+    (ingest). Never sent anywhere; an adapter that delivers the record to consumers
+    in this process may hand it on (``Message.event``), so they need not parse again.
+    """
 
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    event: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,7 @@ class Message:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    event: Any = field(default=None, compare=False, repr=False)  # see Record.event
 
 
 class Consumer(Protocol):

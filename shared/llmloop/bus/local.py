@@ -12,10 +12,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from llmloop.bus.base import Consumer, Message, Record
 
 _CROSS_PROCESS_POLL_S = 0.05  # another process may append to a shared file
+# Events published by this process, kept for its consumers by (topic, offset): the newest
+# this many. Consumers at the head of the log (all of them, when they keep up) get the
+# event its producer validated instead of parsing the bytes again (llmloop.consumer).
+RECENT_EVENTS = 8_192
 
 
 class LogStorage(abc.ABC):
@@ -30,8 +35,8 @@ class LogStorage(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def append(self, topic: str, records: Sequence[Record]) -> None:
-        """Durably append, all or nothing."""
+    async def append(self, topic: str, records: Sequence[Record]) -> int:
+        """Durably append, all or nothing; the offset the first record got."""
 
     @abc.abstractmethod
     async def read(self, topic: str, from_offset: int, limit: int) -> list[Message]:
@@ -58,6 +63,7 @@ class LocalLogBus:
         self.storage = storage
         self._appended = asyncio.Condition()
         self._version = 0
+        self.recent: dict[tuple[str, int], Any] = {}
 
     async def start(self) -> None:
         await self.storage.open()
@@ -68,10 +74,31 @@ class LocalLogBus:
     async def publish(self, topic: str, records: Sequence[Record]) -> None:
         if not records:
             return
-        await self.storage.append(topic, records)
+        start = await self.storage.append(topic, records)
+        self._remember(topic, start, records)
         async with self._appended:
             self._version += 1
             self._appended.notify_all()
+
+    def _remember(self, topic: str, start: int, records: Sequence[Record]) -> None:
+        recent = self.recent
+        for i, record in enumerate(records):
+            if record.event is not None:
+                recent[(topic, start + i)] = record.event
+        for _ in range(len(recent) - RECENT_EVENTS):
+            del recent[next(iter(recent))]  # the oldest: dicts keep insertion order
+
+    def with_events(self, topic: str, messages: list[Message]) -> list[Message]:
+        """``messages`` with the events this process published for them attached."""
+        recent = self.recent
+        if not recent:
+            return messages
+        return [
+            m
+            if (event := recent.get((topic, m.offset))) is None
+            else Message(m.topic, m.partition, m.offset, m.key, m.value, m.headers, event)
+            for m in messages
+        ]
 
     async def ping(self) -> None:
         await self.storage.read("__ping__", 0, 1)
@@ -135,7 +162,7 @@ class LocalLogConsumer:
             )
             if got:
                 self._positions[topic] = got[-1].offset + 1
-                batch.extend(got)
+                batch.extend(self._bus.with_events(topic, got))
             if len(batch) >= max_records:
                 break
         self._next_topic = (self._next_topic + 1) % len(self._topics)

@@ -20,12 +20,13 @@ class MemoryStorage(LogStorage):
     async def close(self) -> None:
         pass
 
-    async def append(self, topic: str, records: Sequence[Record]) -> None:
+    async def append(self, topic: str, records: Sequence[Record]) -> int:
         log = self.topics[topic]
         start = len(log)
         log.extend(
             Message(topic, 0, start + i, r.key, r.value, r.headers) for i, r in enumerate(records)
         )
+        return start
 
     async def read(self, topic: str, from_offset: int, limit: int) -> list[Message]:
         return self.topics[topic][from_offset : from_offset + limit]

@@ -21,6 +21,7 @@ import orjson
 
 from llmloop.bus.base import BusUnavailable, Message, Record
 from llmloop.bus.local import LocalLogBus, LogStorage
+from llmloop.localdb import open_db
 
 T = TypeVar("T")
 
@@ -71,12 +72,8 @@ class SqliteStorage(LogStorage):
     async def open(self) -> None:
         def connect() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
-            conn.executescript(_SCHEMA)
+            # fsync the WAL at every commit: publish returns only when a record is durable.
+            conn = open_db(self.path, [_SCHEMA], what="the local log")
             # Trim what every group consumed, but keep each topic's newest record:
             # it holds the next offset, which must never go back (a group whose
             # commit is past a reused offset would skip the new records).
@@ -100,10 +97,10 @@ class SqliteStorage(LogStorage):
             await asyncio.get_running_loop().run_in_executor(self._thread, disconnect)
         self._thread.shutdown(wait=True)
 
-    async def append(self, topic: str, records: Sequence[Record]) -> None:
+    async def append(self, topic: str, records: Sequence[Record]) -> int:
         now = time.time()
 
-        def append(conn: sqlite3.Connection) -> None:
+        def append(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 (start,) = conn.execute(
@@ -120,8 +117,9 @@ class SqliteStorage(LogStorage):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            return int(start)
 
-        await self._run(append)
+        return await self._run(append)
 
     async def read(self, topic: str, from_offset: int, limit: int) -> list[Message]:
         def read(conn: sqlite3.Connection) -> list[Message]:

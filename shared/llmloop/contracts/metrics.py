@@ -16,6 +16,7 @@ with ``p_value`` carries the p-value of a test, adjusted (Holm) over its
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 KEY_LABELS = ("project", "model", "prompt_version")
@@ -93,7 +94,7 @@ class MetricSpec:
     family: tuple[str, ...] = ()  # labels that split the multiplicity family
     # label -> value -> unit, where the unit depends on a label
     unit_by: dict[str, dict[str, str]] = field(default_factory=dict)
-    values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # closed label vocabularies
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # closed label vocabularies
 
     @property
     def all_labels(self) -> tuple[str, ...]:

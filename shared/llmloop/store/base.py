@@ -9,6 +9,7 @@ format on both adapters, so type conversions are the engine's, and the same.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -59,3 +60,14 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def split_statements(script: str) -> list[str]:
+    """Statements of a SQL script: split at ``;`` that ends a line; comment-only parts dropped."""
+    parts = re.split(r";\s*(?:\n|$)", script)
+    statements = []
+    for part in parts:
+        code = "\n".join(line for line in part.splitlines() if not line.strip().startswith("--"))
+        if code.strip():
+            statements.append(part.strip())
+    return statements

@@ -86,12 +86,13 @@ class ChdbStore:
         with pa.ipc.new_stream(sink, data.schema) as writer:
             writer.write_table(data)
         columns = ", ".join(f"`{name}`" for name in data.column_names)
+        conn = self._session._conn
+        if conn is None:
+            raise StoreError(f"insert into {table} failed: the store is closed")
         try:
             with (
                 self._lock,
-                self._session._conn.send_insert(
-                    f"INSERT INTO `{table}` ({columns})", "ArrowStream"
-                ) as inserter,
+                conn.send_insert(f"INSERT INTO `{table}` ({columns})", "ArrowStream") as inserter,
             ):
                 inserter.append(sink.getvalue())
                 return int(inserter.finish().rows_written)

@@ -103,7 +103,7 @@ class ClickHouseStore:
             self._client.insert_arrow(table, data)
         except Exception as exc:
             raise StoreError(f"insert into {table} failed: {str(exc).strip()}") from exc
-        return data.num_rows
+        return int(data.num_rows)
 
     def close(self) -> None:
         self._client.close()

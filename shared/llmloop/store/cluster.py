@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from llmloop.store.base import StoreError
+from llmloop.store.base import StoreError, split_statements
 
 LOCAL_SUFFIX = "_local"
 REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
@@ -94,7 +94,6 @@ class Cluster:
         )
 
     def render_script(self, script: str) -> list[str]:
-        from llmloop.store.migrate import split_statements
 
         return [out for statement in split_statements(script) for out in self.render(statement)]
 

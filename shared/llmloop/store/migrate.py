@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from llmloop.store.base import Store, StoreError
+from llmloop.store.base import Store, StoreError, split_statements
 from llmloop.store.cluster import Cluster
 
 log = logging.getLogger(__name__)
@@ -154,14 +154,3 @@ def _record(store: Store, m: Migration, *, applied: bool) -> None:
         "VALUES ({version:UInt32}, {name:String}, {checksum:String}, {applied:Bool})",
         {"version": m.version, "name": m.name, "checksum": m.checksum, "applied": applied},
     )
-
-
-def split_statements(script: str) -> list[str]:
-    """Statements of a SQL script: split at ``;`` that ends a line; comment-only parts dropped."""
-    parts = re.split(r";\s*(?:\n|$)", script)
-    statements = []
-    for part in parts:
-        code = "\n".join(line for line in part.splitlines() if not line.strip().startswith("--"))
-        if code.strip():
-            statements.append(part.strip())
-    return statements

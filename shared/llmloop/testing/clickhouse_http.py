@@ -161,13 +161,13 @@ def _decode(body: bytes, encoding: str) -> bytes:
     if encoding == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        return bytes(zstandard.ZstdDecompressor().decompressobj().decompress(body))
     if encoding == "lz4":
         import lz4.frame
 
         return bytes(lz4.frame.decompress(body))
     if encoding == "br":
-        import brotli  # type: ignore[import-not-found]
+        import brotli
 
         return bytes(brotli.decompress(body))
     raise ValueError(f"Code: 36. DB::Exception: Unknown Content-Encoding {encoding!r}")

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from llmloop.cli import main
 from llmloop.events import MetricComputed
 from llmloop_alerting.rules import RulesError, load_rules, parse_duration, parse_rules
+from llmloop_app.cli import main
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

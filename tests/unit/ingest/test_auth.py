@@ -7,9 +7,9 @@ import os
 import pytest
 from ingest_helpers import auth, client_for, published
 
-from llmloop.cli import main
 from llmloop.events import parse_event
 from llmloop.testing.server import completion
+from llmloop_app.cli import main
 from llmloop_ingest.app import create_app
 from llmloop_ingest.auth import ApiKeys
 from llmloop_ingest.keys import KeyFile, KeyStore, hash_key, write_key_file

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
 from llmloop_processor.bias import compare_means, compare_rates, demographic_groups
@@ -67,6 +69,14 @@ def test_demographic_terms_match_a_whole_word_regex_per_group() -> None:
     terms = [w for groups in DEMOGRAPHIC_TERMS.values() for ws in groups.values() for w in ws]
     texts += [f"Advice for my {w.upper()}-friendly {w}s, un{w}" for w in terms]
     texts += [f"{a}/{b}?" for a, b in zip(terms, reversed(terms), strict=True)]
+    # Terms glued by every kind of character: a word boundary is wherever \w stops.
+    rng = random.Random(3)
+    glue = [*"_-'. ,;:!?/\\()[]0123456789x\t\n", "é", "ß", "  "]
+    texts += [
+        "".join((w.upper() if rng.random() < 0.2 else w) + rng.choice(glue)
+                for w in rng.choices(terms, k=rng.randint(1, 8)))
+        for _ in range(2000)
+    ]  # fmt: skip
     found = [demographic_groups(t) for t in texts]
     assert found == [reference(t) for t in texts]
     assert sum(map(bool, found)) > len(terms)

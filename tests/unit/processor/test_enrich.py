@@ -21,6 +21,36 @@ def test_refusals_are_recognised_and_answers_are_not() -> None:
     assert is_refusal("As an AI, I cannot provide medical advice.")
     assert is_refusal("Here is the thing: I can't assist with that.")
     assert not is_refusal("Sure! Roast the chicken at 200 C for an hour.")
+
+
+def test_refusal_gate_never_changes_the_answer() -> None:
+    # is_refusal skips its phrase search on ASCII text that holds none of the phrases'
+    # words; the answer must equal the two patterns' on every text.
+    import random
+
+    from llmloop_processor.corpus import long_completions
+    from llmloop_processor.enrich import _REFUSAL, _REFUSAL_ANYWHERE
+
+    def reference(text: str) -> bool:
+        return bool(_REFUSAL.search(text[:200]) or _REFUSAL_ANYWHERE.search(text[:2000]))
+
+    rng = random.Random(8)
+    words = str.split(
+        "I i I'M i'm am AM unable Unable to help assist provide comply can can't cannot "
+        "CANNOT against Against my the guidelines policy policies sorry, won't as an ai "
+        "must decline unfortunately, \u0130 \u0131 sure here is"
+    )
+    texts = [a for pair in long_completions("cooking", 60, 9) for a in pair]
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(1, 12))) for _ in range(4000)]
+    texts += ["x" * 1995 + " i can't help", "x" * 2001 + " I cannot assist"]  # the 2,000 limit
+    phrases = [
+        "I can't help", "i cannot assist", "I'm unable to provide", "i am unable to comply",
+        "against my guidelines", "against the policies", "AGAINST THE POLICY",
+    ]  # fmt: skip
+    texts += [f"Well, {p}{end}" for p in phrases for end in ("", ".", " with that", "s")]
+    answers = [is_refusal(t) for t in texts]
+    assert answers == [reference(t) for t in texts]
+    assert 300 < sum(answers) < len(texts) - 300
     assert not is_refusal("You can't go wrong with butter.")
 
 
@@ -104,7 +134,12 @@ def test_fast_vader_scores_equal_the_original() -> None:
         "least at very so this kind of sort extremely barely but or nor the shit bomb kiss "
         "death yeah right to die for cut mustard hardly really"
     )
-    for _ in range(3000):
+    # ...and every word of VADER's idioms and multi-word boosters.
+    from vaderSentiment import vaderSentiment as vs
+
+    phrases = [k for k in (*vs.SPECIAL_CASES, *vs.BOOSTER_DICT) if " " in k]
+    vocabulary += sorted({w for k in phrases for w in k.split()})
+    for _ in range(6000):
         words = [rng.choice(vocabulary) for _ in range(rng.randint(1, 14))]
         words = [w.upper() if rng.random() < 0.15 else w for w in words]
         texts.append(" ".join(w + rng.choice(["", "", ",", "!", "?", "."]) for w in words))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
@@ -23,6 +24,15 @@ def test_probabilities_equal_profanity_checks_own() -> None:
         "STUPID stupid Stupid!!!",
         "Ünïcode wörds ärë fïne, dämn",
     ]
+    # Words glued by every kind of character: a token is wherever \w\w+ stops.
+    rng = random.Random(4)
+    words = str.split("shit idiot damn stupid moron hell love recipe x i fuck ass the a")
+    glue = [*"_-'. ,;:!?/()0123456789\t\n", "é", "  ", ""]
+    texts += [
+        "".join(rng.choice([w, w.upper(), w.title()]) + rng.choice(glue)
+                for w in rng.choices(words, k=rng.randint(1, 10)))
+        for _ in range(1500)
+    ]  # fmt: skip
     ours, theirs = model()(texts), predict_prob(texts)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
     assert max(ours) > 0.9 and min(ours) < 0.1  # both ends of the scale are exercised

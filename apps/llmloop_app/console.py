@@ -1,7 +1,7 @@
-"""The console's adapters in ``llmloop up``: a composition root, like ``embedded``.
+"""The console in ``llmloop up``: its routes on the API's app, its ports bound here.
 
-The console service knows only its ports (``llmloop_console.ports``); here they
-are bound to the services of this process: judgments go through ingest's own
+The console service knows only its ports (``llmloop_console.ports``); this
+composition module binds them to the services of this process: judgments go through ingest's own
 ``Publisher`` (the validation, redaction and acknowledged publish that
 ``POST /v1/events`` runs), dead letters are replayed in alerting's journal,
 and preference pairs, datasets and promotion come from retraining.
@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from fastapi import FastAPI
 
 from llmloop.bus import EventBus
 from llmloop.settings import Settings
+from llmloop.store import Store
 from llmloop_console.ports import SinkError
 from llmloop_ingest.metrics import IngestMetrics
 from llmloop_ingest.publisher import NotAcknowledged, Publisher
@@ -141,3 +143,26 @@ class LocalOperations:
 
         event = promotion_event(row, forced=forced)
         await self.bus.publish(RETRAIN, [Record(event.key(), encode_event(event))])
+
+
+def add_console(app: FastAPI, settings: Settings, store: Store, bus: EventBus) -> str:
+    """The console at ``/`` beside the API; returns the local user's sign-in token.
+
+    Its judgments go through this process's ingest path, with the ingest app's
+    settings and metrics, onto the same bus as the SDK's events.
+    """
+    from llmloop_alerting.rules import load_rules
+    from llmloop_console.app import install
+    from llmloop_console.tokens import ConsoleTokens, ensure_local_token, tokens_path
+
+    rules = load_rules(env={}).rules
+    install(
+        app,
+        store,
+        ConsoleTokens(tokens_path(settings.data_dir)),
+        thresholds={rule.name: rule.threshold for rule in rules},
+        rule_metrics={rule.name: rule.metric for rule in rules},
+        sink=IngestSink(bus, app.state.settings, app.state.metrics),
+        operations=LocalOperations(settings, bus),
+    )
+    return ensure_local_token(settings.data_dir)

@@ -1,43 +1,37 @@
-"""The embedded runtime of ``llmloop up``: every service in one process.
+"""The embedded runtime of ``llmloop up``: every installed service in one process.
 
-The HTTP API (ingest) publishes to the durable local log; the processor reads
-it and writes chDB. The same services and the same bus and store ports as the
-distributed runtime, wired in one asyncio loop. ``--broker`` / ``--store``
-swap the adapters for Kafka and a ClickHouse server.
+The services come from the registry (``llmloop.service.discover``): the one with
+an HTTP API (ingest) is served on ``--port`` and publishes to the durable local
+log; every service's parts run beside it on that log and the chDB store (the
+processor writes it). The same services and the same bus and store ports as the
+distributed runtime, wired in one asyncio loop. ``--broker`` / ``--store`` swap
+the adapters for Kafka and a ClickHouse server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import socket
-from typing import Any, Protocol
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Header, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from llmloop.bus import EventBus, open_bus
-from llmloop.console_wiring import IngestSink, LocalOperations
-from llmloop.demo import run_demo
+from llmloop.bus import open_bus
 from llmloop.lifecycle import stop_on_signals
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
+from llmloop.service import ServiceSpec, Wiring, build_parts, discover, run_parts, wiring_for
 from llmloop.settings import Settings
 from llmloop.store import Store, StoreError, open_store
 from llmloop.store.migrate import migrate
-from llmloop_alerting.rules import load_rules
-from llmloop_alerting.runtime import services as alerting_services
-from llmloop_console.app import install as install_console
-from llmloop_console.tokens import ConsoleTokens, ensure_local_token, tokens_path
-from llmloop_ingest.app import create_app
-from llmloop_ingest.keys import ensure_local_key
-from llmloop_ingest.settings import ingest_settings
-from llmloop_processor.lag import LagGauges
-from llmloop_processor.runtime import services as processor_services
-from llmloop_retraining.runtime import services as retraining_services
+from llmloop_app.console import add_console
+from llmloop_app.demo import run_demo
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +61,6 @@ def local_router(store: Store, token: str) -> APIRouter:
     return router
 
 
-def add_console(app: FastAPI, settings: Settings, store: Store, bus: EventBus) -> str:
-    """The console at ``/`` beside the API; returns the local user's sign-in token.
-
-    Its judgments go through this process's ingest path, with the ingest app's
-    settings and metrics, onto the same bus as the SDK's events.
-    """
-    rules = load_rules(env={}).rules
-    install_console(
-        app,
-        store,
-        ConsoleTokens(tokens_path(settings.data_dir)),
-        thresholds={rule.name: rule.threshold for rule in rules},
-        rule_metrics={rule.name: rule.metric for rule in rules},
-        sink=IngestSink(bus, app.state.settings, app.state.metrics),
-        operations=LocalOperations(settings, bus),
-    )
-    return ensure_local_token(settings.data_dir)
-
-
 class PortInUse(RuntimeError):
     """The API's address is taken (another ``llmloop up``, or another program)."""
 
@@ -105,24 +80,13 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class Service(Protocol):
-    async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, then return after finishing the current batch."""
-        ...
-
-
-def background_services(settings: Settings, bus: EventBus, store: Store) -> dict[str, Service]:
-    """The services that run beside the API, by name; each consumes the bus on its own."""
-    return {
-        # The sink, the enricher (its model loads on the first completion, in a
-        # thread, so the API answers at once) and the statistics timer.
-        **processor_services(settings, bus, store),
-        # Joins feedback to completions into preference pairs (state in
-        # DATA_DIR/retraining) and runs DPO jobs when a model's policy says so.
-        **retraining_services(settings, bus),
-        # Rules on the metric events; signed webhooks (state in DATA_DIR/alerting.db).
-        **alerting_services(settings, bus),
-    }
+def api_spec(specs: list[ServiceSpec]) -> ServiceSpec:
+    """The one service whose HTTP API ``up`` serves (ingest)."""
+    serving = [spec for spec in specs if spec.http is not None]
+    if len(serving) != 1:
+        names = ", ".join(spec.name for spec in serving) or "none"
+        raise RuntimeError(f"llmloop up serves one HTTP API; the installed services offer {names}")
+    return serving[0]
 
 
 class _Server(uvicorn.Server):
@@ -185,20 +149,16 @@ async def _serve(
     demo_rate: float,
     ready: asyncio.Event | None,
 ) -> None:
+    specs = discover()
+    api = api_spec(specs)
+    base = Wiring(settings, bus, store)
+    app: FastAPI = api.http(wiring_for(api, base))  # type: ignore[misc]
+    # Every service's parts beside the API, on its bus and store; the processor's lag
+    # gauges go on the API's /metrics (issue 18).
+    parts = build_parts(specs, Wiring(settings, bus, store, metrics=app.state.metrics.registry))
     services_stop = asyncio.Event()
-    parts = background_services(settings, bus, store)
-    running = [
-        asyncio.create_task(service.run(services_stop), name=name)
-        for name, service in parts.items()
-    ]
-    # The API needs a key, as in production; local traffic (the demo, apps on this
-    # machine through the SDK) uses DATA_DIR/local.key, made on first start.
-    config = ingest_settings(settings)
-    local_key = ensure_local_key(settings.data_dir, config.keys_path())
-    app: FastAPI = create_app(config, bus=bus)
-    # Consumer lag per group and the enrichment / embedding backlog on /metrics (issue 18).
-    gauges = LagGauges(app.state.metrics.registry, bus, parts)
-    running.append(asyncio.create_task(gauges.run(services_stop), name="lag-gauges"))
+    running = asyncio.create_task(run_parts(parts, services_stop), name="services")
+    log.info("services: %s", ", ".join(parts))
     api_url = (
         f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{settings.port}"
     )
@@ -237,7 +197,7 @@ async def _serve(
                 api_url,
                 stop,
                 rate=demo_rate,
-                headers={"Authorization": f"Bearer {local_key}"},
+                headers={"Authorization": f"Bearer {_local_key(settings)}"},
             ),
             name="demo",
         )
@@ -245,9 +205,14 @@ async def _serve(
             "demo traffic: about %.0f events/s (drift after 3,000 completions, bias on de-DE)",
             demo_rate,
         )
+    # A batch of events makes thousands of short-lived objects; with the default gen-0
+    # threshold (700) the collector runs many times per request and per consumed batch.
+    # As `llmloop ingest` does (bench/ingest.py): freeze the start-up heap, collect less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     if ready is not None:
         ready.set()
-    watched = {asyncio.create_task(stop.wait()), serving, *running}
+    watched = {asyncio.create_task(stop.wait()), serving, running}
     await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     log.info("shutting down")
     stop.set()
@@ -257,5 +222,8 @@ async def _serve(
     server.should_exit = True  # finish in-flight requests, then the processor drains
     await serving
     services_stop.set()
-    for task in running:
-        await task  # re-raises if a service is what failed
+    await running  # re-raises if a service is what failed
+
+
+def _local_key(settings: Settings) -> str:
+    return (settings.data_dir / "local.key").read_text().strip()

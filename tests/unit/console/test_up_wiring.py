@@ -8,9 +8,9 @@ import pytest
 
 from llmloop import topics
 from llmloop.bus.memory import memory_bus
-from llmloop.console_wiring import IngestSink, LocalOperations
 from llmloop.events import ingest_adapter, parse_event
 from llmloop.settings import Settings
+from llmloop_app.console import IngestSink, LocalOperations
 from llmloop_console.ports import SinkError
 from llmloop_ingest.metrics import IngestMetrics
 from llmloop_ingest.settings import ingest_settings

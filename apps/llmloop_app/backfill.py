@@ -27,9 +27,9 @@ import yaml
 
 from llmloop import topics
 from llmloop.bus import EventBus, Record, open_bus
-from llmloop.demo import DemoTraffic
 from llmloop.events import AnyEvent, encode_event, ingest_adapter
 from llmloop.store import Store
+from llmloop_app.demo import DemoTraffic
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ async def replay(store: Store, events: list[AnyEvent], start: datetime, end: dat
     from llmloop_alerting.testing import WebhookReceiver
     from llmloop_processor.progress import caught_up
     from llmloop_processor.runtime import enrichment_services
-    from llmloop_processor.service import Processor
     from llmloop_processor.settings import ProcessorSettings
+    from llmloop_processor.sink import Sink
     from llmloop_processor.stats import StatsRunner
     from llmloop_retraining.config import RetrainingSettings
     from llmloop_retraining.policy import PolicyBook
@@ -120,7 +120,9 @@ async def replay(store: Store, events: list[AnyEvent], start: datetime, end: dat
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:
-        await bus.publish(topics.EVENTS, [Record(e.key(), encode_event(e)) for e in events])
+        await bus.publish(
+            topics.EVENTS, [Record(e.key(), encode_event(e), event=e) for e in events]
+        )
         # A short history needs a short reference: the first 150 completions of each
         # (model, prompt version) instead of 1,000.
         # A history arrives at once: every completion is embedded (fixed rate 1), not
@@ -133,7 +135,7 @@ async def replay(store: Store, events: list[AnyEvent], start: datetime, end: dat
         )
         completions = sum(e.type == "completion" for e in events)
         tasks += [
-            asyncio.create_task(Processor(bus, store, max_wait_s=0.1).run(stop)),
+            asyncio.create_task(Sink(bus, store, max_wait_s=0.1).run(stop)),
             *(
                 asyncio.create_task(service.run(stop))
                 for service in enrichment_services(ps, bus, store).values()

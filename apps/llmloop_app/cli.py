@@ -1,4 +1,5 @@
-"""``llmloop``: the command line, and the composition root that knows every service.
+"""``llmloop``: the command line. Its own commands (up, migrate, query, demo, schemas) and
+every installed service's, from the service registry (``llmloop.service``).
 
 Heavy imports (FastAPI, chDB, aiokafka) happen inside the command that needs
 them, so ``llmloop --help`` answers at once.
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,16 +19,8 @@ from llmloop.cliutil import (
     add_log_option,
     add_store_options,
     open_store_for_cli,
+    query_for_cli,
     settings_from,
-)
-
-# Services add their own commands; the CLI is their composition root.
-SERVICE_COMMANDS = (
-    "llmloop_ingest.commands",
-    "llmloop_processor.commands",
-    "llmloop_alerting.commands",
-    "llmloop_retraining.commands",
-    "llmloop_console.commands",
 )
 
 EPILOG = """\
@@ -47,10 +38,10 @@ e.g. LLMLOOP_DATA_DIR, LLMLOOP_BUS_URL, LLMLOOP_STORE_URL, LLMLOOP_PORT.
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from llmloop.embedded import PortInUse, run_embedded
     from llmloop.logs import setup_logging
     from llmloop.runtime_file import RuntimeInfo
     from llmloop.store import StoreError
+    from llmloop_app.embedded import PortInUse, run_embedded
 
     settings = settings_from(args)
     running = RuntimeInfo.running(settings.data_dir)
@@ -102,36 +93,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    import httpx
-    import orjson
-
-    from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
-    from llmloop.store import StoreError
-
     settings = settings_from(args)
     params = dict(_param(p) for p in args.param)
     if args.format is None:
         args.format = "PrettyCompactMonoBlock" if sys.stdout.isatty() else "TabSeparated"
-    running = RuntimeInfo.running(settings.data_dir)
-    if running is not None and running.store_url == settings.store_url:
-        # `up` owns the embedded store: only one process may open it, so ask `up`.
-        response = httpx.post(
-            f"{running.api_url}/_local/query",
-            content=orjson.dumps({"sql": args.sql, "format": args.format, "params": params}),
-            headers={TOKEN_HEADER: running.token, "Content-Type": "application/json"},
-            timeout=args.timeout,
-        )
-        if response.status_code != 200:
-            raise CliError(response.json().get("detail", response.text))
-        output = response.content
-    else:
-        store = open_store_for_cli(settings)
-        try:
-            output = store.query_raw(args.sql, args.format, params)
-        except StoreError as exc:
-            raise CliError(str(exc)) from exc
-        finally:
-            store.close()
+    # Through `up` while it owns the embedded store (one process may open it), else direct.
+    output = query_for_cli(settings, args.sql, params, args.format, timeout_s=args.timeout)
     sys.stdout.buffer.write(output)
     sys.stdout.flush()
     return 0
@@ -145,8 +112,8 @@ def _param(text: str) -> tuple[str, str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from llmloop.backfill import backfill
     from llmloop.store.migrate import migrate
+    from llmloop_app.backfill import backfill
 
     settings = settings_from(args)
     store = open_store_for_cli(settings)
@@ -298,9 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--check", action="store_true", help="fail if any file is stale")
     exp.set_defaults(func=cmd_schemas_export)
 
-    for module in SERVICE_COMMANDS:
-        if importlib.util.find_spec(module.partition(".")[0]) and importlib.util.find_spec(module):
-            importlib.import_module(module).add_commands(sub)
+    from llmloop.service import discover
+
+    for spec in discover():  # each service adds its own commands
+        if spec.add_commands is not None:
+            spec.add_commands(sub)
     return parser
 
 

