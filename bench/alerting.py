@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 
 from llmloop.bus import open_bus
+from llmloop.testing.metrics import metric_event, publish_metrics, running
 from llmloop.testing.tansu import TansuBroker
+from llmloop.testing.webhooks import WebhookReceiver
+from llmloop_alerting.service import AlertingService
 from llmloop_alerting.settings import AlertingSettings
-from llmloop_alerting.testing import RunningService, WebhookReceiver, metric_event, publish_metrics
 
 RULES = """
 receivers: [{{name: hook, url: "{url}"}}]
@@ -70,7 +72,7 @@ async def latency(bus_url: str, data_dir: Path, alerts: int, rate: float) -> lis
     try:
         async with (
             WebhookReceiver() as hook,
-            RunningService(bus, _settings(data_dir, hook.url(), bus_url)),
+            running(AlertingService(bus, _settings(data_dir, hook.url(), bus_url))),
         ):
             # Warm-up: the consumer joined (Kafka) and the first request connected.
             await publish_metrics(
@@ -98,7 +100,7 @@ async def throughput(
     try:
         async with (
             WebhookReceiver(delay_s=delay_s) as hook,
-            RunningService(bus, _settings(data_dir, hook.url(), bus_url)),
+            running(AlertingService(bus, _settings(data_dir, hook.url(), bus_url))),
         ):
             rss_before = _rss_mib()
             events = [

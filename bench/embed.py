@@ -51,7 +51,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from llmloop_processor.corpus import long_completions, prompts
+    from llmloop.testing.corpus import long_completions, prompts
     from llmloop_processor.embed import Embedder, dequantize, quantize
 
     torch.set_num_threads(args.threads)

@@ -37,9 +37,9 @@ def main() -> None:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     from llmloop import pii
+    from llmloop.testing.corpus import long_completions
     from llmloop_processor import sentiment
     from llmloop_processor.bias import DEMOGRAPHIC_TERMS, demographic_groups
-    from llmloop_processor.corpus import long_completions
     from llmloop_processor.enrich import is_refusal, text_features, toxicity
 
     pairs = long_completions("cooking", args.n // 2, 1) + long_completions(

@@ -4,7 +4,7 @@ Statistics -> rules -> alert state, as they ship: ``stats.window_metrics`` (what
 processor's timer runs) on windows of templated support / coding / cooking traffic
 with real MiniLM embeddings and VADER sentiment, then the shipped
 ``default_rules.yaml`` through the alert state machine (``llmloop_alerting.replay``).
-Nothing is downloaded: the corpus is generated (``llmloop_processor.corpus``) and
+Nothing is downloaded: the corpus is generated (``llmloop.testing.corpus``) and
 its embeddings are cached under bench/results/.
 
     .venv/bin/python bench/soundness.py [--trials 50] [--quick]

@@ -27,7 +27,7 @@ def main() -> None:
 
     from llmloop.store import open_store
     from llmloop.store.migrate import migrate
-    from llmloop_processor.corpus import prompts
+    from llmloop.testing.corpus import prompts
     from llmloop_processor.embed import Embedder, quantize
     from llmloop_processor.enrich import SCALAR_SCHEMA, _int8_lists
 

@@ -45,7 +45,7 @@ LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
 
 
 def corpus(n: int) -> list[tuple[str, str]]:
-    from llmloop_processor.corpus import long_completions
+    from llmloop.testing.corpus import long_completions
 
     return long_completions("cooking", n // 2, 1) + long_completions("programming", n // 2, 2)
 

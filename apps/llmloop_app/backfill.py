@@ -102,9 +102,9 @@ def demo_rules(receiver_url: Callable[[str], str]) -> dict[str, Any]:
 
 async def replay(store: Store, events: list[AnyEvent], start: datetime, end: datetime) -> None:
     """Run the history through the services on an in-memory bus until it settled."""
+    from llmloop.testing.webhooks import WebhookReceiver
     from llmloop_alerting.service import AlertingService
     from llmloop_alerting.settings import AlertingSettings
-    from llmloop_alerting.testing import WebhookReceiver
     from llmloop_processor.progress import caught_up
     from llmloop_processor.runtime import enrichment_services
     from llmloop_processor.settings import ProcessorSettings

@@ -83,8 +83,9 @@ _MASK = bytes.maketrans(
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _windows(text: str) -> list[tuple[int, int]]:
-    """The spans of ``text`` (ASCII) where a digit-bearing match could lie."""
+def _windows(text: str) -> list[tuple[int, int, int]]:
+    """The spans of ``text`` (ASCII) where a digit-bearing match could lie, with the
+    number of digits each holds (a match's digits are all in its window)."""
     mask = text.encode("ascii").translate(_MASK)
     out = []
     i = mask.find(b"d")
@@ -92,7 +93,7 @@ def _windows(text: str) -> list[tuple[int, int]]:
         lo = mask.rfind(b"x", 0, i) + 1
         hi = mask.find(b"x", i)
         hi = len(mask) if hi == -1 else hi
-        out.append((lo, hi))
+        out.append((lo, hi, mask.count(b"d", lo, hi)))
         i = mask.find(b"d", hi)
     return out
 
@@ -124,7 +125,9 @@ class _Text:
         if not self.ascii:
             return self.digits >= min_digits
         text = self.text
-        return any(pattern.search(text, lo, hi) for lo, hi in self.windows)
+        return any(
+            digits >= min_digits and pattern.search(text, lo, hi) for lo, hi, digits in self.windows
+        )
 
 
 # Order matters: the longer, stricter shapes go before phones, whose pattern would

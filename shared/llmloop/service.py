@@ -67,7 +67,7 @@ class ServiceSpec:
     * ``parts(wiring)``: what it runs on a bus (and store) beside the others in
       ``llmloop up``, by name; ``needs_store`` says whether it reads the store;
     * ``http(wiring)``: the ASGI app of a service that serves HTTP (ingest), which
-      ``llmloop up`` serves on ``--port``; ``routes`` add routers to that app.
+      ``llmloop up`` serves on ``--port``.
     """
 
     name: str

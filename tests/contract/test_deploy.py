@@ -52,7 +52,6 @@ def test_every_rendered_resource_is_valid_kubernetes(path):
     kinds = {r["kind"] for r in resources_}
     assert {
         "Deployment",
-        "StatefulSet",
         "Job",
         "Service",
         "HorizontalPodAutoscaler",
@@ -78,6 +77,72 @@ def test_every_container_runs_a_cli_command_with_probes_and_limits(path):
             assert container["resources"]["limits"]["memory"], resource["metadata"]["name"]
             if resource["kind"] == "Deployment" and container["args"][0] == "ingest":
                 assert container["readinessProbe"] and container["livenessProbe"]
+
+
+def _workloads(resources_: list[dict]) -> list[dict]:
+    return [r for r in resources_ if r["kind"] in ("Deployment", "StatefulSet")]
+
+
+def _env(resource: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for c in containers(resource) for e in c.get("env", [])}
+
+
+def _partitions(resources_: list[dict]) -> int:
+    config = next(
+        r
+        for r in resources_
+        if r["kind"] == "ConfigMap"
+        and r["metadata"]["name"].startswith("llmloop-")
+        and "LLMLOOP_BUS_URL" in r.get("data", {})
+    )
+    return int(re.search(r"partitions=(\d+)", config["data"]["LLMLOOP_BUS_URL"])[1])
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_every_service_scales_by_replicas_with_a_disruption_budget(path):
+    # Issue 16: every service is a Deployment (no pod owns state on a volume), each has
+    # a PodDisruptionBudget selecting it, and no service can scale past the partitions
+    # that its consumer group splits.
+    resources_ = render(path)
+    workloads = _workloads(resources_)
+    assert {w["metadata"]["name"] for w in workloads} == {
+        f"llmloop-{s}" for s in ("ingest", "processor", "alerting", "retraining")
+    }
+    assert all(w["kind"] == "Deployment" for w in workloads)
+    budgets = [r for r in resources_ if r["kind"] == "PodDisruptionBudget"]
+    hpas = {
+        r["spec"]["scaleTargetRef"]["name"]: r
+        for r in resources_
+        if r["kind"] == "HorizontalPodAutoscaler"
+    }
+    partitions = _partitions(resources_)
+    for w in workloads:
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        [budget] = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        replicas = w["spec"]["replicas"]
+        if "minAvailable" in budget["spec"]:  # a budget that still lets a node drain
+            assert budget["spec"]["minAvailable"] < max(replicas, 1), w["metadata"]["name"]
+        name = w["metadata"]["name"]
+        top = hpas[name]["spec"]["maxReplicas"] if name in hpas else replicas
+        if name != "llmloop-ingest":  # the others are consumer-group members
+            assert top <= partitions, (name, top, partitions)
+    # The stateful services run in their replicated mode, with no volume of their own.
+    for name, flag in (
+        ("llmloop-alerting", "LLMLOOP_ALERTING_REPLICATED"),
+        ("llmloop-retraining", "LLMLOOP_RETRAIN_REPLICATED"),
+    ):
+        w = next(x for x in workloads if x["metadata"]["name"] == name)
+        assert _env(w)[flag] == "true"
+        assert "volumeClaimTemplates" not in w["spec"]
+    # HPA only where a scale event is safe: not the retraining controller, not alerting.
+    assert set(hpas) == {"llmloop-ingest", "llmloop-processor"}
+
+
+def test_the_prod_overlay_runs_two_or_more_of_every_service():
+    for w in _workloads(render("k8s/overlays/prod")):
+        assert w["spec"]["replicas"] >= 2, w["metadata"]["name"]
 
 
 def test_secrets_are_referenced_never_inlined():

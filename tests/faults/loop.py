@@ -154,6 +154,9 @@ class Loop:
             **fast_env(),
             "LLMLOOP_BUS_URL": self.bus_url,
             "LLMLOOP_STORE_URL": self.store_url,
+            # faust's web server binds 6066 by default: another run on this host (or a
+            # second processor, test_scale_out) would make the worker exit at start.
+            "FAUST_WEB_PORT": str(free_port()),
             **self.env,
         }
         rules = self.work / "rules.yaml"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from llmloop_processor.corpus import question
+from llmloop.testing.corpus import question
 
 MODEL = "support-bot"
 BILLING_ANSWERS = [

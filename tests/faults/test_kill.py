@@ -28,7 +28,7 @@ from faults.loop import Loop
 from llmloop import Client, topics
 from llmloop.testing.kafka import read_topic
 from llmloop.testing.tansu import TansuBroker
-from llmloop_alerting.testing import WebhookReceiver
+from llmloop.testing.webhooks import WebhookReceiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from faults.loop import FAST, LLMLOOP, Loop, fast_env
 from llmloop import Client, topics
 from llmloop.testing.kafka import read_topic
 from llmloop.testing.tansu import TansuBroker, free_port
-from llmloop_alerting.testing import Received, WebhookReceiver
+from llmloop.testing.webhooks import Received, WebhookReceiver
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 SECRET = FAST["LLMLOOP_ALERTING_SECRET"]

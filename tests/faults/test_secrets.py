@@ -44,16 +44,12 @@ from llmloop.bus import open_bus
 from llmloop.events import parse_event
 from llmloop.redaction import redact_url
 from llmloop.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature
+from llmloop.testing.metrics import metric_event, publish_metrics, running
 from llmloop.testing.server import completion, wait_ready
 from llmloop.testing.tansu import free_port
+from llmloop.testing.webhooks import Received, WebhookReceiver
+from llmloop_alerting.service import AlertingService
 from llmloop_alerting.settings import AlertingSettings
-from llmloop_alerting.testing import (
-    Received,
-    RunningService,
-    WebhookReceiver,
-    metric_event,
-    publish_metrics,
-)
 from llmloop_app.cli import main
 
 LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
@@ -126,7 +122,7 @@ async def test_delivered_webhooks_verify_and_fail_when_anything_is_changed(tmp_p
             alerting_secret="old-secret, new-secret",  # a rotation: both sign
             alerting_tick_s=0.1,
         )
-        async with RunningService(bus, settings):
+        async with running(AlertingService(bus, settings)):
             await publish_metrics(bus, metric_event("toxicity_rate", 0.5))
             await hook.wait_for(2)
     await bus.close()

@@ -27,14 +27,11 @@ from llmloop import topics
 from llmloop.bus import open_bus
 from llmloop.events import NotificationAttempted, parse_event
 from llmloop.signing import IDEMPOTENCY_HEADER
+from llmloop.testing.metrics import metric_event, publish_metrics, running
 from llmloop.testing.tansu import free_port
+from llmloop.testing.webhooks import WebhookReceiver
+from llmloop_alerting.service import AlertingService
 from llmloop_alerting.settings import AlertingSettings
-from llmloop_alerting.testing import (
-    RunningService,
-    WebhookReceiver,
-    metric_event,
-    publish_metrics,
-)
 
 pytestmark = pytest.mark.slow
 ALERTS = 10
@@ -96,7 +93,7 @@ async def test_down_slow_and_failing_receivers(tmp_path: Path) -> None:
         bus = open_bus("memory://")
         await bus.start()
         try:
-            async with RunningService(bus, settings) as service:
+            async with running(AlertingService(bus, settings)) as service:
                 await publish_metrics(
                     bus,
                     *(

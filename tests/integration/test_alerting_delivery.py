@@ -13,8 +13,10 @@ from llmloop import topics
 from llmloop.bus import open_bus
 from llmloop.events import NotificationAttempted, parse_event
 from llmloop.signing import IDEMPOTENCY_HEADER
+from llmloop.testing.metrics import metric_event, publish_metrics, running
+from llmloop.testing.webhooks import WebhookReceiver
+from llmloop_alerting.service import AlertingService
 from llmloop_alerting.settings import AlertingSettings
-from llmloop_alerting.testing import RunningService, WebhookReceiver, metric_event, publish_metrics
 from llmloop_app.cli import main
 
 SECRET = "test-secret"
@@ -83,7 +85,7 @@ async def attempts_on_bus(bus) -> list[NotificationAttempted]:
 
 async def test_retries_on_5xx_timeout_and_429_then_delivers_once_signed(tmp_path, bus, hook):
     hook.script("/hook", [503, "timeout", 429, 200])
-    async with RunningService(bus, settings(tmp_path, hook)) as service:
+    async with running(AlertingService(bus, settings(tmp_path, hook))) as service:
         await publish_metrics(bus, tox(0.3))
         delivered = await hook.wait_for(1)
         await asyncio.sleep(0.3)
@@ -112,7 +114,7 @@ async def test_a_4xx_is_not_retried_goes_to_the_dead_letters_and_replays(
 ):
     hook.script("/hook", [410])
     s = settings(tmp_path, hook)
-    async with RunningService(bus, s):
+    async with running(AlertingService(bus, s)):
         await publish_metrics(bus, tox(0.5))
         await hook.wait_requests(1)
         for _ in range(100):
@@ -143,7 +145,7 @@ async def test_a_4xx_is_not_retried_goes_to_the_dead_letters_and_replays(
 
 async def test_dead_letter_after_the_last_attempt(tmp_path, bus, hook):
     hook.script("/hook", [500, 502, 503])
-    async with RunningService(bus, settings(tmp_path, hook, attempts=3)) as service:
+    async with running(AlertingService(bus, settings(tmp_path, hook, attempts=3))) as service:
         await publish_metrics(bus, tox(0.5))
         await hook.wait_requests(3)
         for _ in range(100):
@@ -159,7 +161,7 @@ async def test_dead_letter_after_the_last_attempt(tmp_path, bus, hook):
 async def test_one_notification_per_fingerprint_per_renotify_interval_and_resolve(
     tmp_path, bus, hook
 ):
-    async with RunningService(bus, settings(tmp_path, hook)):
+    async with running(AlertingService(bus, settings(tmp_path, hook))):
         for _ in range(5):
             await publish_metrics(bus, tox(0.3), tox(0.4, model="m2"), tox(0.01, model="m3"))
             await asyncio.sleep(0.05)
@@ -180,7 +182,7 @@ async def test_one_notification_per_fingerprint_per_renotify_interval_and_resolv
 async def test_pagerduty_trigger_and_resolve_share_a_dedup_key_and_slack_gets_blocks(
     tmp_path, bus, hook
 ):
-    async with RunningService(bus, settings(tmp_path, hook, receivers="slack, pd")):
+    async with running(AlertingService(bus, settings(tmp_path, hook, receivers="slack, pd"))):
         await publish_metrics(bus, tox(0.3))
         await hook.wait_for(2)
         await publish_metrics(bus, tox(0.0))
@@ -202,7 +204,7 @@ async def test_pagerduty_trigger_and_resolve_share_a_dedup_key_and_slack_gets_bl
 
 async def test_rules_reload_on_change_without_losing_state(tmp_path, bus, hook):
     s = settings(tmp_path, hook)
-    async with RunningService(bus, s) as service:
+    async with running(AlertingService(bus, s)) as service:
         await publish_metrics(bus, tox(0.3))
         await hook.wait_for(1)
         rules_file = s.alerting_rules

@@ -16,8 +16,9 @@ from llmloop import topics
 from llmloop.bus import open_bus
 from llmloop.events import NotificationAttempted, parse_event
 from llmloop.signing import IDEMPOTENCY_HEADER
+from llmloop.testing.metrics import metric_event, publish_metrics
+from llmloop.testing.webhooks import WebhookReceiver
 from llmloop_alerting.service import GROUP
-from llmloop_alerting.testing import WebhookReceiver, metric_event, publish_metrics
 
 pytestmark = pytest.mark.slow
 

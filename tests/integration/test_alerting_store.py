@@ -8,9 +8,11 @@ import asyncio
 import pytest
 
 from llmloop.bus import open_bus
+from llmloop.testing.metrics import metric_event, publish_metrics, running
 from llmloop.testing.tansu import TansuBroker
+from llmloop.testing.webhooks import WebhookReceiver
+from llmloop_alerting.service import AlertingService
 from llmloop_alerting.settings import AlertingSettings
-from llmloop_alerting.testing import RunningService, WebhookReceiver, metric_event, publish_metrics
 from llmloop_processor.sink import Sink
 
 RULES = """
@@ -52,7 +54,7 @@ async def test_transitions_attempts_and_dead_letters_are_rows(tmp_path, store):
     try:
         async with WebhookReceiver() as hook:
             hook.script("/broken", [503, 503])
-            async with RunningService(bus, alerting_settings(tmp_path, hook)):
+            async with running(AlertingService(bus, alerting_settings(tmp_path, hook))):
                 await publish_metrics(bus, metric_event("cost_usd_per_hour", 80.0))
                 await hook.wait_for(1, path="/ok")
                 await hook.wait_requests(3)
@@ -94,7 +96,7 @@ async def test_alerting_on_kafka_fires_and_resolves(tmp_path):
         try:
             async with (
                 WebhookReceiver() as hook,
-                RunningService(bus, alerting_settings(tmp_path, hook)),
+                running(AlertingService(bus, alerting_settings(tmp_path, hook))),
             ):
                 await publish_metrics(bus, metric_event("cost_usd_per_hour", 80.0))
                 firing = await hook.wait_for(1, path="/ok")

@@ -10,8 +10,10 @@ from test_alerting_delivery import settings, tox
 from llmloop import topics
 from llmloop.bus import open_bus
 from llmloop.settings import Settings
+from llmloop.testing.metrics import publish_metrics, running
+from llmloop.testing.webhooks import WebhookReceiver
 from llmloop_alerting.journal import Journal
-from llmloop_alerting.testing import RunningService, WebhookReceiver, publish_metrics
+from llmloop_alerting.service import AlertingService
 from llmloop_app.console import LocalOperations
 
 
@@ -26,7 +28,7 @@ async def bus():
 async def test_a_dead_letter_is_sent_again_only_for_its_own_project(tmp_path, bus):
     async with WebhookReceiver(hang_s=2.0) as hook:
         hook.script("/hook", [410])
-        async with RunningService(bus, settings(tmp_path, hook)):
+        async with running(AlertingService(bus, settings(tmp_path, hook))):
             await publish_metrics(bus, tox(0.5))
             await hook.wait_requests(1)
             for _ in range(100):

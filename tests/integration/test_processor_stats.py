@@ -19,7 +19,7 @@ from llmloop.bus import EventBus, Record, open_bus
 from llmloop.events import CompletionLogged, ThumbsFeedback, encode_event
 from llmloop.store import Store, open_store
 from llmloop.store.migrate import migrate
-from llmloop_processor.corpus import prompts
+from llmloop.testing.corpus import prompts
 from llmloop_processor.profiles import read_profile
 from llmloop_processor.runtime import services
 from llmloop_processor.settings import ProcessorSettings

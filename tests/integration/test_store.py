@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -55,6 +57,35 @@ def test_values_travel_as_parameters_and_come_back_unchanged(store):
     got = store.query("SELECT {m:Map(String, String)}", {"m": {"k'": "v\\"}}).scalar()
     assert dict(got) == {"k'": "v\\"}
     assert store.query("SELECT count() FROM t").scalar() == 0  # the DROP stayed a string
+
+
+def test_long_parameter_lists_bind_too(store):
+    # clickhouse-connect sends long parameters as a multipart form body: the HTTP harness
+    # must read them there, as ClickHouse does (a lookup of 1,000 ids once failed).
+    ids = [uuid.uuid4() for _ in range(1000)]
+    got = store.query("SELECT length({ids:Array(UUID)}), has({ids:Array(UUID)}, {one:UUID})",
+                      {"ids": ids, "one": ids[-1]}).rows  # fmt: skip
+    assert got == [(1000, 1)]
+
+
+def test_one_store_serves_several_threads_at_once(store):
+    # The processor's sink and statistics query one store from two threads; a
+    # clickhouse-connect session refused the second query while the first ran.
+    errors: list[str] = []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                assert store.query("SELECT sleep(0.01), 1").rows == [(0, 1)]
+        except Exception as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_arrow_insert_and_typed_query(store):

@@ -203,6 +203,7 @@ class Journal:
         notifications: Iterable[Notification] = (),
         records: Iterable[tuple[str, Record]] = (),
         processed: Iterable[str] = (),
+        partition: int | None = None,  # one file holds every partition: ignored
     ) -> None:
         """Everything a batch (or a tick) changed, in one transaction."""
         now = time.time()

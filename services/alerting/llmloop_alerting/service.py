@@ -4,6 +4,11 @@ Four loops share one asyncio loop: the consumer (metrics topic, evaluates
 rules, commits offsets only after the journal has the result), the ticker
 (``for`` durations, renotify, no-data, rules-file reload), the deliverer
 (webhooks) and the publisher (the journal's bus outbox to the bus).
+
+One replica keeps its state in a SQLite journal on its volume. Two or more
+(``alerting_replicated``, Kafka only) split the metrics partitions between them
+and log each partition's state on Kafka (``replicated.py``): a rebalance hands a
+partition, its fingerprints and their outbox to another replica.
 """
 
 from __future__ import annotations
@@ -11,20 +16,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from llmloop import topics
 from llmloop.bus import BusUnavailable, EventBus, Message, Record, consume
 from llmloop.events import AlertStateChanged, MetricComputed, encode_event, parse_event
+from llmloop.redaction import redact_url
 from llmloop_alerting.journal import Journal, Notification
 from llmloop_alerting.rules import RulesError, RuleSet, default_rules_path, load_rules
 from llmloop_alerting.settings import AlertingSettings
 from llmloop_alerting.state import Action, AlertState, forgettable, new_state, observe, tick
 from llmloop_alerting.webhooks import Deliverer, RetryPolicy, notification_id
+
+if TYPE_CHECKING:
+    from llmloop_alerting.replicated import ReplicatedJournal
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +54,21 @@ class AlertingService:
         self.settings = settings
         self.group = group
         self.rules_path: Path = settings.alerting_rules or default_rules_path()
-        self.journal = Journal(settings.state_path)
+        self.replicated = settings.alerting_replicated
+        self.journal: Journal | ReplicatedJournal
+        if self.replicated:
+            if not bus.url.startswith("kafka://"):
+                raise ValueError(
+                    "replicated alerting (LLMLOOP_ALERTING_REPLICATED) needs a kafka:// bus, "
+                    f"not {redact_url(bus.url)}"
+                )
+            from llmloop_alerting.replicated import ReplicatedJournal  # aiokafka: Kafka only
+
+            self.journal = ReplicatedJournal(bus.url, group)
+        else:
+            self.journal = Journal(settings.state_path)
+        # Evaluation (a batch, a tick) and a rebalance's hand-over never interleave.
+        self._work = asyncio.Lock()
         self.rules = RuleSet()
         self.states: dict[str, AlertState] = {}
         self._rules_stamp: tuple[int, int] | None = None
@@ -94,6 +119,29 @@ class AlertingService:
 
     async def handle(self, batch: list[Message]) -> None:
         """Evaluate a batch of metric events; durable in the journal before offsets commit."""
+        async with self._work:
+            if not self.replicated:
+                await self._evaluate(batch, None)
+                return
+            by_partition: dict[int, list[Message]] = {}
+            for message in batch:
+                # A partition revoked while the batch was polled: its new owner reads
+                # these again from the committed offset.
+                if self.journal.owns(message.partition):
+                    by_partition.setdefault(message.partition, []).append(message)
+            for partition, messages in sorted(by_partition.items()):
+                started = time.time()
+                await self._evaluate(messages, partition)
+                # The hand-over test reads these lines: who evaluated which partition when.
+                log.info(
+                    "alerting: evaluated partition=%d metrics=%d from=%.6f to=%.6f",
+                    partition,
+                    len(messages),
+                    started,
+                    time.time(),
+                )
+
+    async def _evaluate(self, batch: list[Message], partition: int | None) -> None:
         metrics: dict[str, MetricComputed] = {}
         for message in batch:
             try:
@@ -120,10 +168,14 @@ class AlertingService:
                 changed[fingerprint] = self.states[fingerprint] = state
                 actions.extend(done)
         self.evaluated += len(unseen)
-        await self._commit(changed.values(), [], actions, processed=unseen)
+        await self._commit(changed.values(), [], actions, processed=unseen, partition=partition)
 
     async def tick(self) -> None:
         """Time-driven transitions, for every known alert."""
+        async with self._work:
+            await self._tick()
+
+    async def _tick(self) -> None:
         self._reload_if_changed()
         now = _now()
         by_name = {r.name: r for r in self.rules.rules}
@@ -142,8 +194,26 @@ class AlertingService:
                 changed.append(new)
                 self.states[fingerprint] = new
             actions.extend(done)
-        if changed or forget or actions:
+        if not (changed or forget or actions):
+            return
+        if not self.replicated:
             await self._commit(changed, forget, actions)
+            return
+        # One change set per partition: each partition's log is its own.
+        journal = self.journal
+        assert not isinstance(journal, Journal)
+        parts = {journal.partition_of(fp) for fp in [s.fingerprint for s in changed] + forget}
+        parts |= {journal.partition_of(a.state.fingerprint) for a in actions}
+        for p in sorted(q for q in parts if q is not None):
+            await self._commit(
+                [s for s in changed if journal.partition_of(s.fingerprint) == p],
+                [fp for fp in forget if journal.partition_of(fp) == p],
+                [a for a in actions if journal.partition_of(a.state.fingerprint) == p],
+                partition=p,
+            )
+            for fp in forget:
+                if journal.partition_of(fp) == p:
+                    journal.forgotten(fp)
 
     async def _commit(
         self,
@@ -151,6 +221,7 @@ class AlertingService:
         forget: list[str],
         actions: list[Action],
         processed: Iterable[str] = (),
+        partition: int | None = None,
     ) -> None:
         notifications, records = self._effects(actions)
         try:
@@ -160,6 +231,7 @@ class AlertingService:
                 notifications=notifications,
                 records=records,
                 processed=list(processed),
+                partition=partition,
             )
         except Exception:
             # Memory ran ahead of the file: go back to what the file says, so the
@@ -199,6 +271,32 @@ class AlertingService:
                 if name in receivers and receivers[name].enabled
             )
         return notifications, records
+
+    # --- hand-over (replicated) ---------------------------------------------------------
+
+    async def take_over(self, partitions: list[int]) -> None:
+        """Recover the partitions the group assigned here, before their metrics are read."""
+        journal = self.journal
+        assert not isinstance(journal, Journal)
+        async with self._work:
+            for p in sorted(partitions):
+                state = await journal.recover(p)
+                self.states.update(state.states)
+                log.info("alerting: owns partition=%d at=%.6f", p, time.time())
+        self.deliverer.wake.set()
+        self._publish.set()
+
+    async def release(self, partitions: list[int]) -> None:
+        """Hand partitions back: finish the batch and the deliveries of theirs in flight."""
+        journal = self.journal
+        assert not isinstance(journal, Journal)
+        async with self._work:
+            for p in sorted(partitions):
+                await self.deliverer.drain(journal.retire(p))
+                state = journal.release(p)
+                for fp in state.states if state else ():
+                    self.states.pop(fp, None)
+                log.info("alerting: released partition=%d at=%.6f", p, time.time())
 
     # --- loops -------------------------------------------------------------------------
 
@@ -260,7 +358,14 @@ class AlertingService:
                 self.journal.path,
                 firing,
             )
-            consumer = self.bus.consumer([topics.METRICS], self.group)
+            if self.replicated:
+                from llmloop_alerting.replicated import Rebalance
+
+                consumer = self.bus.consumer(  # type: ignore[call-arg]
+                    [topics.METRICS], self.group, listener=Rebalance(self)
+                )
+            else:
+                consumer = self.bus.consumer([topics.METRICS], self.group)
             await consumer.start()
             inner = asyncio.Event()
             publisher_stop = asyncio.Event()
@@ -289,6 +394,9 @@ class AlertingService:
                 results = await asyncio.gather(*tasks, return_exceptions=True)
                 publisher_stop.set()
                 await publisher  # drains the bus outbox before closing
+                if self.replicated:
+                    for p in sorted(self.journal.owned):  # type: ignore[union-attr]
+                        log.info("alerting: released partition=%d at=%.6f", p, time.time())
                 await consumer.close()
             for result in results:
                 if isinstance(result, BaseException) and not isinstance(

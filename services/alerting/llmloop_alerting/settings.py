@@ -44,6 +44,12 @@ class AlertingSettings(Settings):
         default=0.5, gt=0, description="First retry waits about this long; then it doubles..."
     )
     alerting_backoff_max_s: float = Field(default=60.0, gt=0, description="...up to this.")
+    alerting_replicated: bool = Field(
+        default=False,
+        description="Two or more replicas share the work: metrics partitions split by the "
+        "consumer group, state logged on Kafka (llmloop.alerting.changelog.v1) instead of "
+        "the SQLite file. Needs a kafka:// bus.",
+    )
     alerting_external_url: str = Field(
         default="", description="A link to your llmloop / Grafana, put in every notification."
     )

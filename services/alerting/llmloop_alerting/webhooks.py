@@ -197,6 +197,12 @@ class Deliverer:
             if self._in_flight:
                 await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
 
+    async def drain(self, ids: set[str]) -> None:
+        """Wait for the deliveries in flight among ``ids`` to finish and be recorded."""
+        tasks = [t for i, t in self._in_flight.items() if i in ids]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     def _done(self, notification_id: str) -> None:
         self._in_flight.pop(notification_id, None)
         self.wake.set()

@@ -116,11 +116,23 @@ def stats_shard() -> Shard:
     """The statistics keys of this worker: those of the events-topic partitions the
     consumer group assigned to it now (``shard``); none before the first assignment."""
     try:
-        total = app.consumer.topic_partitions(topics.EVENTS) or 0
+        total = app.consumer.topic_partitions(topics.EVENTS) or _cluster_partitions(topics.EVENTS)
         assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment()]
     except Exception:  # the consumer is not up yet
         return Shard(frozenset(), 0)
     return from_assignment(topics.EVENTS, assigned, total)
+
+
+def _cluster_partitions(topic: str) -> int:
+    """Partitions of ``topic`` in the client's cluster metadata. faust's
+    ``topic_partitions`` reads the group coordinator's metadata snapshot, which only
+    some members hold: two of three workers found none and never computed statistics
+    (tests/faults/test_scale_out.py)."""
+    try:
+        cluster = app.consumer._thread._consumer._client.cluster  # type: ignore[attr-defined]
+        return len(cluster.partitions_for_topic(topic) or ())
+    except AttributeError:
+        return 0
 
 
 def _message(event: Any) -> Message:

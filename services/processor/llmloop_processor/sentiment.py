@@ -25,6 +25,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 _PUNCTUATION = string.punctuation
+_KNOWN_WORDS = 50_000  # distinct words remembered (about 12 MB at most; real text repeats)
 
 
 class FastVader:
@@ -43,6 +44,7 @@ class FastVader:
         # none of them can change nothing (every phrase it looks up has two words or more).
         phrases = [k for k in (*vs.SPECIAL_CASES, *vs.BOOSTER_DICT) if " " in k]
         self._idiom_words = frozenset(w for k in phrases for w in k.split(" "))
+        self._words: dict[str, tuple[str, str, bool, bool]] = {}
 
     def compound(self, text: str) -> float:
         """The compound score of ``text`` in [-1, 1], rounded to 4 places as VADER does."""
@@ -50,13 +52,17 @@ class FastVader:
         if not text.isascii():
             text = self._without_emojis(text)
         text = text.strip()
-        words = [w if len(s := w.strip(_PUNCTUATION)) <= 2 else s for w in text.split()]
-        caps = sum(map(str.isupper, words))
+        # Per word: its form (punctuation stripped unless that leaves two characters or
+        # fewer), lower-cased, upper-case or not. Looked up, not recomputed: words repeat.
+        known, learn = self._words, self._learn
+        rows = [known.get(w) or learn(w) for w in text.split()]
+        words = [r[0] for r in rows]
+        lower = [r[1] for r in rows]
+        caps = sum(r[2] for r in rows)
         cap_diff = 0 < len(words) - caps < len(words)
-        lower = [w.lower() for w in words]
-        lexicon, last = self.lexicon, len(words) - 1
+        last = len(words) - 1
         sentiments: list[float] = [0] * len(words)
-        for i in [i for i, low in enumerate(lower) if low in lexicon]:
+        for i in [i for i, r in enumerate(rows) if r[3]]:
             low = lower[i]
             if low in vs.BOOSTER_DICT or (low == "kind" and i < last and lower[i + 1] == "of"):
                 continue
@@ -69,6 +75,15 @@ class FastVader:
         emphasis = self._original._punctuation_emphasis(text)
         total += emphasis if total > 0 else -emphasis if total < 0 else 0.0
         return round(vs.normalize(total), 4)
+
+    def _learn(self, word: str) -> tuple[str, str, bool, bool]:
+        stripped = word.strip(_PUNCTUATION)
+        form = word if len(stripped) <= 2 else stripped
+        low = form.lower()
+        row = (form, low, form.isupper(), low in self.lexicon)
+        if len(self._words) < _KNOWN_WORDS:
+            self._words[word] = row
+        return row
 
     def _valence(self, words: list[str], lower: list[str], i: int, cap_diff: bool) -> float:
         # SentimentIntensityAnalyzer.sentiment_valence for a lexicon word, rule by rule.

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from llmloop.events import MetricComputed
-from llmloop_processor import corpus, windows
+from llmloop.testing import corpus
+from llmloop_processor import windows
 from llmloop_processor.embed import DIM, text_key
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.stats import Tests, window_metrics

@@ -20,6 +20,12 @@ class RetrainingSettings(Settings):
     retrain_launcher: Literal["local", "kubernetes"] = Field(
         default="local", description="Where jobs run when the policy does not say."
     )
+    retrain_replicated: bool = Field(
+        default=False,
+        description="Two or more replicas: each joins feedback of its events partitions "
+        "(completions read from the store), one of them is the controller "
+        "(llmloop.retrain.join.v1). Needs a kafka:// bus and a store all replicas reach.",
+    )
     retrain_eval_fraction: float = Field(default=0.2, gt=0, lt=1)
     retrain_check_interval_s: float = Field(
         default=60.0, gt=0, description="How often time-based policies are checked."

@@ -101,8 +101,15 @@ class PairJoin:
 
     # --- the batch -----------------------------------------------------------------
 
-    def apply(self, events: Iterable[AnyEvent]) -> BatchResult:
+    def apply(
+        self, events: Iterable[AnyEvent], completions: Sequence[P.Completion] = ()
+    ) -> BatchResult:
         """Apply a batch in one transaction; returns the pairs it added.
+
+        ``completions`` come without their events (replicated retraining: the ones a
+        feedback refers to, read from the store by the replica that saw the feedback);
+        they join like completion events at the head of the batch, never deduplicated
+        by id (a repeat replaces the same row).
 
         Every completion is remembered, most never get feedback: so the batch reads
         which of its events were seen and which completions have parked feedback in
@@ -118,8 +125,14 @@ class PairJoin:
         try:
             seen = self._present("seen", "event_id", keys)
             completion_ids = [str(e.event_id) for e in relevant if isinstance(e, CompletionLogged)]
+            completion_ids += [c.id for c in completions]
             self._waiting = self._present("pending", "waiting_for", completion_ids)
             self._batch = {}
+            for c in completions:
+                self._batch[c.id] = c
+                if c.id in self._waiting:
+                    for payload in self._pending_for(c.id):
+                        self._feedback(_parse_feedback(payload), candidates, result.drops)
             new: list[tuple[str]] = []
             for event, key in zip(relevant, keys, strict=True):
                 if key in seen:
@@ -348,6 +361,13 @@ class PairJoin:
 
     def models(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT model FROM pairs ORDER BY model")]
+
+    def waiting_for(self, limit: int = 1000) -> list[str]:
+        """Completion ids that parked feedback waits for (oldest first)."""
+        rows = self.db.execute(
+            "SELECT DISTINCT waiting_for FROM pending ORDER BY waiting_for LIMIT ?", (limit,)
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def drops(self, model: str | None = None) -> dict[str, int]:
         sql, args = "SELECT reason, SUM(n) FROM drops", ()

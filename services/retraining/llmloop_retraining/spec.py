@@ -10,10 +10,16 @@ from llmloop_retraining.config import RetrainingSettings
 
 
 def parts(wiring: Wiring) -> Mapping[str, Runnable]:
-    """``{"retraining": Retrainer}`` (state in DATA_DIR/retraining)."""
+    """``{"retraining": Retrainer}`` (state in DATA_DIR/retraining), or with
+    ``LLMLOOP_RETRAIN_REPLICATED`` on Kafka the replica that joins its partitions and,
+    when it holds the join topic, controls pairs and jobs (``replicated.py``)."""
+    settings = cast(RetrainingSettings, wiring.settings)  # derive_settings made it one
+    if settings.retrain_replicated:
+        from llmloop_retraining.replicated import ReplicatedRetrainer  # aiokafka
+
+        return {"retraining": ReplicatedRetrainer(wiring.bus, settings)}
     from llmloop_retraining.service import Retrainer
 
-    settings = cast(RetrainingSettings, wiring.settings)  # derive_settings made it one
     return {"retraining": Retrainer(wiring.bus, settings)}
 
 

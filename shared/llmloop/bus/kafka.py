@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -164,16 +164,30 @@ class KafkaBus:
         except (KafkaError, OSError) as exc:
             raise BusUnavailable(f"Kafka at {self.options.bootstrap}: {exc}") from exc
 
-    def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
-        return KafkaConsumer(self.options, list(topics), group)
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        *,
+        listener: ConsumerRebalanceListener | None = None,
+    ) -> KafkaConsumer:
+        """A group member; ``listener`` hears of partitions assigned and revoked (services
+        whose state is partitioned like their input: replicated alerting, issue 16)."""
+        return KafkaConsumer(self.options, list(topics), group, listener=listener)
 
 
 class KafkaConsumer:
     """A consumer-group member; commits only when told to."""
 
-    def __init__(self, options: KafkaOptions, topics: list[str], group: str) -> None:
+    def __init__(
+        self,
+        options: KafkaOptions,
+        topics: list[str],
+        group: str,
+        *,
+        listener: ConsumerRebalanceListener | None = None,
+    ) -> None:
         self._consumer = AIOKafkaConsumer(
-            *topics,
             bootstrap_servers=options.bootstrap,
             client_id=options.client_id,
             group_id=group,
@@ -187,6 +201,9 @@ class KafkaConsumer:
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
         )
+        # aiokafka awaits the listener's coroutines inside the rebalance: every member has
+        # run ``on_partitions_revoked`` before any runs ``on_partitions_assigned``.
+        self._consumer.subscribe(topics, listener=listener)
 
     async def start(self) -> None:
         try:

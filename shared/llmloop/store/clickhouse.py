@@ -66,6 +66,11 @@ class ClickHouseStore:
                 database=parts.path.strip("/") or "default",
                 secure=secure,
                 tz_mode="schema",
+                # One store serves several threads (the processor's sink and its
+                # statistics): a ClickHouse session runs one query at a time and refuses
+                # the next ("concurrent queries within the same session", found by the
+                # replica test), and llmloop keeps no state in a session.
+                autogenerate_session_id=False,
             )
         except Exception as exc:
             raise StoreError(f"ClickHouse at {self.url} is unreachable: {exc}") from exc

@@ -141,6 +141,28 @@ class _Engine:
             conn.close()
 
 
+def _form_fields(content_type: str, body: bytes) -> dict[str, str] | None:
+    """The fields of a multipart/form-data or urlencoded body; None for any other body."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(body.decode(), keep_blank_values=True))
+    if kind != "multipart/form-data":
+        return None
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode()
+    return fields
+
+
 def _call(result: Any, name: str) -> Any:
     attr = getattr(result, name, None)
     return attr() if callable(attr) else (attr or 0)
@@ -217,7 +239,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "Code: 516. DB::Exception: default: Authentication failed: password is "
                     "incorrect, or there is no user with such name. (AUTHENTICATION_FAILED)"
                 )
-            if "query" in url:
+            form = _form_fields(self.headers.get("Content-Type", ""), body)
+            if form is not None:
+                # clickhouse-connect sends long parameter lists (and the query) as a
+                # multipart form in the body, as ClickHouse's HTTPHandler accepts.
+                url.update({k: v for k, v in form.items() if k != "query"})
+                sql, data = form.get("query", url.get("query", "")), None
+            elif "query" in url:
                 sql, data = url["query"], body
             else:
                 sql, data = body.decode(), None

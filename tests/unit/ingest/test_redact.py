@@ -54,7 +54,7 @@ def test_the_cheap_gates_never_change_what_is_replaced():
     import random
 
     from llmloop import pii
-    from llmloop_processor.corpus import long_completions
+    from llmloop.testing.corpus import long_completions
 
     def ungated(text: str, counts: Counter[str]) -> str:
         for kind, pattern, accept, _ in pii._DETECTORS:

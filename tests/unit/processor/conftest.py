@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llmloop_processor.corpus import prompts
+from llmloop.testing.corpus import prompts
 from llmloop_processor.embed import Embedder
 
 

@@ -51,8 +51,8 @@ def test_demographic_terms_match_a_whole_word_regex_per_group() -> None:
     # search per group, in the table's order.
     import re
 
+    from llmloop.testing.corpus import long_completions
     from llmloop_processor.bias import DEMOGRAPHIC_TERMS
-    from llmloop_processor.corpus import long_completions
 
     def reference(text: str) -> list[str]:
         return [

@@ -28,7 +28,7 @@ def test_refusal_gate_never_changes_the_answer() -> None:
     # words; the answer must equal the two patterns' on every text.
     import random
 
-    from llmloop_processor.corpus import long_completions
+    from llmloop.testing.corpus import long_completions
     from llmloop_processor.enrich import _REFUSAL, _REFUSAL_ANYWHERE
 
     def reference(text: str) -> bool:
@@ -112,7 +112,7 @@ def test_scalar_rows_record_the_sample_decision_and_never_embed() -> None:
 def test_fast_vader_scores_equal_the_original() -> None:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from llmloop_processor.corpus import long_completions
+    from llmloop.testing.corpus import long_completions
     from llmloop_processor.sentiment import analyzer
 
     original, ours = SentimentIntensityAnalyzer(), analyzer()

@@ -41,7 +41,7 @@ def test_real_retries_collapse_on_minilm(embedder):
     (~0.86): nearly every retry collapses onto its question, no question onto another."""
     import random
 
-    from llmloop_processor.corpus import near_duplicate, question
+    from llmloop.testing.corpus import near_duplicate, question
 
     rng = random.Random(3)
     asked = list(dict.fromkeys(question("support", rng)[0] for _ in range(60)))

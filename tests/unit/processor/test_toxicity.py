@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from llmloop_processor.corpus import long_completions
+from llmloop.testing.corpus import long_completions
 from llmloop_processor.toxicity import model
 
 

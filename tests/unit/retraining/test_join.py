@@ -108,6 +108,21 @@ def test_feedback_before_its_completion_waits_for_it(tmp_path):
     assert (pair.chosen, pair.rejected) == ("right", "wrong")
 
 
+def test_completions_given_without_their_events_join_like_events(tmp_path):
+    # Replicated retraining: the controller gets a feedback with the completions it names
+    # (read from the store), or the completions later, for feedback that waits.
+    from llmloop_retraining.pairs import Completion
+
+    join = PairJoin(tmp_path / "state.db")
+    a, b = completion("q", "good answer"), completion("q", "bad answer")
+    ca, cb = Completion.from_event(a), Completion.from_event(b)
+    assert join.apply([preference(a, b)], [ca]).pairs == []  # b is not known yet
+    assert join.waiting_for() == [cb.id]
+    [pair] = join.apply([], [cb]).pairs
+    assert (pair.chosen, pair.rejected) == ("good answer", "bad answer")
+    assert join.waiting_for() == []
+
+
 def test_a_restart_between_completion_and_feedback_still_yields_the_pair(tmp_path):
     path = tmp_path / "state.db"
     first = PairJoin(path)

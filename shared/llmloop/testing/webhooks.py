@@ -9,7 +9,8 @@ hang past the client's timeout::
         ...
         await hook.wait_for(1)                       # requests that got a 2xx
 
-Needs aiohttp (installed with the dev extra); import this module only there.
+Needs aiohttp (the dev extra, and faust's dependencies, have it). ``llmloop demo``
+uses it too: its demo history delivers to one of these, so every panel shows deliveries.
 """
 
 from __future__ import annotations
@@ -129,8 +130,9 @@ class WebhookReceiver:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets
-        self.port = int(server.sockets[0].getsockname()[1])
+        sockets = getattr(server, "sockets", None)  # an asyncio.Server once started
+        assert sockets, "the webhook receiver did not bind"
+        self.port = int(sockets[0].getsockname()[1])
         return self
 
     async def stop(self) -> None:
@@ -143,59 +145,3 @@ class WebhookReceiver:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-class RunningService:
-    """An ``AlertingService`` running in this loop, stopped cleanly on exit."""
-
-    def __init__(self, bus: Any, settings: Any, *, group: str | None = None) -> None:
-        from llmloop_alerting.service import GROUP, AlertingService
-
-        self.service = AlertingService(bus, settings, group=group or GROUP)
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Any:
-        self.task = asyncio.create_task(self.service.run(self.stop))
-        await asyncio.sleep(0)
-        return self.service
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.stop.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, 30)
-
-
-def metric_event(
-    name: str,
-    value: float,
-    *,
-    p_value: float | None = None,
-    labels: dict[str, str] | None = None,
-    project_id: str = "acme",
-    sample_size: int = 500,
-) -> Any:
-    """A metric event as the processor publishes it, for the window that just ended."""
-    from datetime import UTC, datetime, timedelta
-
-    from llmloop.events import MetricComputed
-
-    end = datetime.now(UTC)
-    return MetricComputed(
-        name=name,
-        value=value,
-        p_value=p_value,
-        labels=labels or {},
-        project_id=project_id,
-        sample_size=sample_size,
-        window_start=end - timedelta(minutes=1),
-        window_end=end,
-    )
-
-
-async def publish_metrics(bus: Any, *events: Any) -> None:
-    from llmloop import topics
-    from llmloop.bus import Record
-    from llmloop.events import encode_event
-
-    await bus.publish(topics.METRICS, [Record(e.key(), encode_event(e)) for e in events])

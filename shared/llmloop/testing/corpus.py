@@ -9,6 +9,7 @@ impatient users produce (a changed letter case, punctuation, a "please").
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 TOPICS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "cooking": (
@@ -186,7 +187,8 @@ def near_duplicate(text: str, rng: random.Random) -> str:
         lambda t: t + " Thanks!",
         lambda t: t.replace(" ", "  ", 1),
     )
-    return rng.choice(edits)(text)
+    edit: Callable[[str], str] = rng.choice(edits)
+    return edit(text)
 
 
 # Sentences that long prompts and answers are assembled from (issue 18: real traffic
