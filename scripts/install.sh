@@ -16,6 +16,8 @@ fi
 
 stamp=".venv/.llmloop-$extras"
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+# The console's browser tests drive Debian's chromium (never a downloaded browser).
+case ",$extras," in *,dev,*) "$(dirname "$0")/install-browser.sh" || echo "warning: no chromium; the console's browser tests will fail" >&2 ;; esac
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

@@ -25,7 +25,8 @@ from llmloop.cliutil import (
 
 EPILOG = """\
 Quick start:
-  llmloop up --demo            run everything locally, with demo traffic
+  llmloop up --demo            run everything locally, with demo traffic; it prints
+                               the console's sign-in link (http://127.0.0.1:7070/)
   llmloop query "SELECT model, count() FROM completions GROUP BY model"
 
 Every option can also come from the environment with the LLMLOOP_ prefix,

@@ -30,6 +30,7 @@ from llmloop.service import ServiceSpec, Wiring, build_parts, discover, run_part
 from llmloop.settings import Settings
 from llmloop.store import Store, StoreError, open_store
 from llmloop.store.migrate import migrate
+from llmloop_app.console import add_console
 from llmloop_app.demo import run_demo
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,7 @@ async def _serve(
     )
     info = RuntimeInfo.new(api_url, settings.store_url)
     app.include_router(local_router(store, info.token))
+    console_token = add_console(app, settings, store, bus)
     server = _Server(
         uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False
@@ -176,6 +178,11 @@ async def _serve(
         await asyncio.sleep(0.05)
     info.write(settings.data_dir)
     log.info("API listening on %s  (POST /v1/events, docs at %s/docs)", api_url, api_url)
+    log.info(
+        "console: %s/console/signin?token=%s  (sign-in link of this machine's user)",
+        api_url,
+        console_token,
+    )
     log.info('query the store:  llmloop query "SELECT count() FROM completions"')
     log.info(
         "API key of project 'default': %s (the SDK reads it there; curl: "

@@ -198,3 +198,69 @@ def test_every_dashboard_filters_by_the_four_template_variables():
     for path in DASHBOARD_FILES:
         names = {v["name"] for v in json.loads(path.read_text())["templating"]["list"]}
         assert names == {"project", "model", "prompt_version", "model_version"}, path.name
+
+
+# --- one catalogue, two renderers (issue 15) ----------------------------------------------
+
+
+def test_grafana_json_and_the_console_come_from_one_panel_catalogue(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from llmloop.contracts.panels import DASHBOARDS
+    from llmloop_console.app import create_app
+    from llmloop_console.panels import bind
+    from llmloop_console.tokens import ConsoleTokens
+
+    class NoStore:
+        url = "none://"
+
+    tokens = ConsoleTokens(tmp_path / "console.db")
+    token, _ = tokens.create(["*"])
+    client = TestClient(create_app(NoStore(), tokens))  # type: ignore[arg-type]
+    client.get(f"/console/signin?token={token}")
+    committed = {
+        json.loads(p.read_text())["uid"]: json.loads(p.read_text()) for p in DASHBOARD_FILES
+    }
+    assert sorted(committed) == sorted(d.uid for d in DASHBOARDS)
+    for d in DASHBOARDS:
+        grafana = [
+            (p["title"], p["type"], p["targets"][0]["rawSql"]) for p in committed[d.uid]["panels"]
+        ]
+        assert grafana == [(p.title, p.kind, " ".join(p.sql.split())) for p in d.panels]
+        console = client.get(f"/console/api/d/{d.uid}").json()["panels"]
+        assert [(p["title"], p["kind"], p["sql"]) for p in console] == [
+            (p.title, p.kind, bind(p.sql)) for p in d.panels
+        ]
+
+
+def console_panels():
+    from llmloop.contracts.panels import DASHBOARDS
+
+    for d in DASHBOARDS:
+        for i, p in enumerate(d.panels):
+            yield pytest.param(d.uid, i, id=f"{d.uid}: {p.title}")
+
+
+@pytest.fixture(scope="module")
+def console_client(demo_store, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from llmloop_console.app import create_app
+    from llmloop_console.tokens import ConsoleTokens
+
+    tokens = ConsoleTokens(tmp_path_factory.mktemp("console") / "console.db")
+    token, _ = tokens.create(["demo"])
+    thresholds = {"embedding-drift": 1.0, "bias-negative-feedback": 0.1}
+    client = TestClient(create_app(demo_store, tokens, thresholds=thresholds))
+    client.get(f"/console/signin?token={token}")
+    return client
+
+
+@pytest.mark.parametrize(("uid", "index"), list(console_panels()))
+def test_console_panel_shows_the_demo_data(console_client, uid, index):
+    data = console_client.get(f"/console/api/d/{uid}/{index}?range=6h").json()
+    if data["kind"] == "timeseries":
+        values = [v for s in data["series"] for v in s["values"] if v not in (None, 0, 0.0)]
+        assert data["x"] and values, data["title"]
+    else:
+        assert data["rows"], data["title"]

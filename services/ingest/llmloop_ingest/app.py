@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
@@ -77,7 +80,11 @@ def create_app(
         description="Send completions and feedback from your app. Authenticate with "
         "'Authorization: Bearer <key>' (`llmloop keys create --project NAME`).",
         lifespan=lifespan,
+        # FastAPI's own docs pages load Swagger UI / ReDoc from a CDN: blank offline.
+        docs_url=None,
+        redoc_url=None,
     )
+    _offline_docs(app)
     metrics = IngestMetrics()
     app.state.settings = config
     app.state.bus = bus
@@ -109,6 +116,25 @@ def create_app(
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+STATIC_DIR = Path(__file__).parent / "static"  # Swagger UI, vendored (scripts/vendor-console.sh)
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the package, so the page works with no internet."""
+    app.mount("/static/api-docs", StaticFiles(directory=STATIC_DIR), name="api-docs-static")
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/static/api-docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/api-docs/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+    app.add_api_route("/docs", docs, include_in_schema=False)
 
 
 def _describe_auth(config: IngestSettings, authenticator: Authenticator | None) -> str:
