@@ -25,5 +25,7 @@ echo "installing llmloop[$extras] into .venv (first time: a few minutes)..." >&2
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip
 "${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -c constraints.txt -e ".[$extras]"
+# setuptools explains what an editable install is on every one (a BuildBackendWarning
+# through pip's --quiet): nothing to act on, so not shown.
+PYTHONWARNINGS="ignore::UserWarning" "${pip[@]}" -c constraints.txt -e ".[$extras]"
 echo "$want" > "$stamp"
