@@ -156,9 +156,6 @@ async def _serve(
     # Every service's parts beside the API, on its bus and store; the processor's lag
     # gauges go on the API's /metrics (issue 18).
     parts = build_parts(specs, Wiring(settings, bus, store, metrics=app.state.metrics.registry))
-    services_stop = asyncio.Event()
-    running = asyncio.create_task(run_parts(parts, services_stop), name="services")
-    log.info("services: %s", ", ".join(parts))
     api_url = (
         f"http://{settings.host if settings.host != '0.0.0.0' else '127.0.0.1'}:{settings.port}"
     )
@@ -176,6 +173,11 @@ async def _serve(
             await serving  # raises why it could not start
             raise SystemExit(f"the API could not start on {settings.host}:{settings.port}")
         await asyncio.sleep(0.05)
+    # The services start once the API does (so nothing runs if it cannot); what the API
+    # accepted meanwhile is on the log and they take it from there.
+    services_stop = asyncio.Event()
+    running = asyncio.create_task(run_parts(parts, services_stop), name="services")
+    log.info("services: %s", ", ".join(parts))
     info.write(settings.data_dir)
     log.info("API listening on %s  (POST /v1/events, docs at %s/docs)", api_url, api_url)
     log.info(

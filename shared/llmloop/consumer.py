@@ -124,8 +124,10 @@ class EventConsumer(abc.ABC):
 
     async def handle(self, batch: list[Message]) -> None:
         parsed = parse_batch(batch)
+        # The batch's events first: when they fail (the store is down), the whole batch
+        # is retried, and its unreadable messages must not be dead-lettered once per try.
+        await self.handle_events(parsed.events)
         if parsed.errors:
-            self.unreadable += len(parsed.errors)
             if self.dead_letters:
                 await self.bus.publish(
                     topics.DEADLETTER, [dead_letter(m, why) for m, why in parsed.errors]
@@ -136,7 +138,7 @@ class EventConsumer(abc.ABC):
                     len(parsed.errors),
                     parsed.errors[0][1],
                 )
-        await self.handle_events(parsed.events)
+            self.unreadable += len(parsed.errors)
         self.handled += len(parsed.events)
         if time.monotonic() - self._last_report > PROGRESS_EVERY_S:
             self._last_report = time.monotonic()

@@ -82,10 +82,11 @@ class ServiceSpec:
 
 
 def discover(group: str = ENTRY_POINT_GROUP) -> list[ServiceSpec]:
-    """Every installed service, in start order.
+    """Every registered service, in start order.
 
-    A service whose extra is not installed (the base install is only the SDK)
-    fails to load and is left out, with the reason at debug level.
+    A spec imports only its settings (pydantic), so every registered service loads;
+    one whose spec cannot be imported is left out, with the reason at debug level.
+    Its parts import what its extra installs when they are built.
     """
     specs: dict[str, ServiceSpec] = {}
     for point in entry_points(group=group):

@@ -64,6 +64,13 @@ class AlertingSettings(Settings):
             found = [s.strip() for s in self.alerting_secret.get_secret_value().split(",")]
             if any(found):
                 return [s for s in found if s]
+        if self.alerting_replicated:
+            # Each replica would make its own, and receivers' checks would fail after
+            # every failover: replicas must share one.
+            raise ValueError(
+                "replicated alerting (LLMLOOP_ALERTING_REPLICATED) needs "
+                "LLMLOOP_ALERTING_SECRET: every replica must sign with the same secret"
+            )
         path = self.data_dir / "alerting.secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

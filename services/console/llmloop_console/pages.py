@@ -51,7 +51,8 @@ def layout(title: str, body: str, *, csrf: str = "", active: str = "", data: obj
     )
     page_data = (
         '<script type="application/json" id="page-data">'
-        + json.dumps(data).replace("</", "<\\/")
+        # Every "<" as its JSON escape: no "</script>" or "<!--" can end or bend the block.
+        + json.dumps(data).replace("<", "\\u003c")
         + "</script>"
         if data is not None
         else ""

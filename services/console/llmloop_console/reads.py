@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from llmloop.contracts.feedback import NEGATIVE_ROW
 from llmloop.store import Store
 from llmloop_console.panels import Filters, plain
 
@@ -23,9 +24,7 @@ FLAGS = {
     "pii": "event_id IN (SELECT event_id FROM completion_enrichments WHERE "
     "project_id IN {project:Array(String)} AND notEmpty(pii))",
     "negative": "event_id IN (SELECT completion_id FROM feedback WHERE "
-    "project_id IN {project:Array(String)} AND ((kind = 'thumbs' AND value < 0) OR "
-    "(kind = 'score' AND (value - scale_min) / (scale_max - scale_min) < 0.5) OR "
-    "kind = 'correction'))",
+    f"project_id IN {{project:Array(String)}} AND ({NEGATIVE_ROW}))",
     # An evaluator (source=judge, e.g. an LLM judge over OTel evaluations) scored it in
     # the lower half of its scale: the answers a person should look at first.
     "low_confidence": "event_id IN (SELECT completion_id FROM feedback WHERE "

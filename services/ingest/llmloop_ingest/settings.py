@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field
 
+from llmloop.service import derive_settings
 from llmloop.settings import Settings
 
 
@@ -67,8 +68,6 @@ class IngestSettings(Settings):
 
 def ingest_settings(settings: Settings | None) -> IngestSettings:
     """``settings`` as ``IngestSettings``: explicit values win, ingest's own come from env."""
-    if isinstance(settings, IngestSettings):
-        return settings
     if settings is None:
         return IngestSettings()
-    return IngestSettings(**settings.model_dump(exclude_unset=True))
+    return cast(IngestSettings, derive_settings(IngestSettings, settings))

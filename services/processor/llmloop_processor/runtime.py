@@ -3,9 +3,10 @@ and the faust app: the sink, the enricher, the embedding stage and the statistic
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from llmloop.bus import EventBus
+from llmloop.service import derive_settings
 from llmloop.settings import Settings
 from llmloop.store import Store
 from llmloop_processor import shard
@@ -21,9 +22,7 @@ from llmloop_processor.stats import StatsRunner
 
 def processor_settings(settings: Settings) -> ProcessorSettings:
     """The processor's settings: the given base settings plus LLMLOOP_PROCESSOR_* from the env."""
-    if isinstance(settings, ProcessorSettings):
-        return settings
-    return ProcessorSettings(**settings.model_dump())
+    return cast(ProcessorSettings, derive_settings(ProcessorSettings, settings))
 
 
 def build_sampler(settings: ProcessorSettings) -> EmbeddingSampler:

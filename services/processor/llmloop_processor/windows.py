@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 
+from llmloop.contracts import feedback as feedback_contract
 from llmloop.store import Store
 from llmloop_processor.embed import DIM, dequantize
 
@@ -32,12 +33,8 @@ SCALARS = (
     "completion_toxicity",
 )
 DT = "DateTime64(3, 'UTC')"
-# The one definition of negative feedback on a completion (an aggregate over its
-# feedback rows): a thumbs down, a score in the lower half of its scale, or a correction.
-NEGATIVE = (
-    "toFloat64(max((kind = 'thumbs' AND value < 0) "
-    "OR (kind = 'score' AND value < (scale_min + scale_max) / 2) OR kind = 'correction'))"
-)
+# Negative feedback on a completion, as everything reads it (llmloop.contracts.feedback).
+NEGATIVE = feedback_contract.NEGATIVE
 
 _ENRICHED = """
     SELECT * FROM completion_enrichments

@@ -245,7 +245,13 @@ class ReplicatedRetrainer(Retrainer):
                         self.settings.state_path.name + suffix
                     ).unlink()
             self.join = open_join(self.settings)
-            self.ledger = LoggedLedger(self.settings.state_path, self._outbox.put_nowait)
+            # The ledger logs from the worker thread that applies the join log (_apply):
+            # its records reach the outbox (an asyncio.Queue) through the loop.
+            loop = asyncio.get_running_loop()
+            self.ledger = LoggedLedger(
+                self.settings.state_path,
+                lambda record: loop.call_soon_threadsafe(self._outbox.put_nowait, record),
+            )
             self.leading, self.caught_up = True, False
             self._fence = uuid.uuid4().hex
             self._took_over_at = time.monotonic()
@@ -253,6 +259,7 @@ class ReplicatedRetrainer(Retrainer):
         log.info("retraining: controller at=%.6f (rebuilding from %s)", time.time(), JOIN_LOG)
 
     async def stop_controlling(self) -> None:
+        job = None
         async with self._lock:
             if self.leading:
                 log.info("retraining: controller released at=%.6f", time.time())
@@ -260,7 +267,13 @@ class ReplicatedRetrainer(Retrainer):
             if self._job is not None and not self._job.done():
                 log.warning("no longer the controller: the running job is interrupted")
                 self._job.cancel()
+                job = self._job
             self._queue.clear()
+        if job is not None:
+            # Let it finish unwinding (its ledger entry) before a new controller closes
+            # and replaces the ledger under it.
+            with contextlib.suppress(BaseException):
+                await job
 
     async def control(self, batch: list[Message]) -> None:
         """Records of the join log, in order: the pairing, the ledger, the triggers."""
