@@ -7,11 +7,13 @@ alerting's journal, retraining's join and job ledger) opens through ``open_db``:
   busy timeout (two processes on one file wait instead of failing), autocommit
   (callers say ``BEGIN`` / ``with conn:`` where they need a transaction), and
   ``synchronous=FULL`` where losing the last commit in a power cut is not allowed;
-* a schema version in the file (``PRAGMA user_version``): ``migrations`` is the
-  list of scripts that build the schema, oldest first; those the file has not
-  had yet run in order, each in one transaction with its version bump. A file
-  written by a newer llmloop (a version above the scripts we know) is refused
-  with a message that says so, never half-read.
+* a schema version in the file, per owner (table ``llmloop_schema``: two
+  modules may keep their tables in one file, as retraining's join and ledger
+  do): ``migrations`` is the list of scripts that build the owner's schema,
+  oldest first; those the file has not had yet run in order, each in one
+  transaction with its version bump. A file written by a newer llmloop (a
+  version above the scripts we know) is refused with a message that says so,
+  never half-read.
 
 Changing a schema means appending a script, never editing one that shipped.
 """
@@ -32,6 +34,7 @@ def open_db(
     migrations: Sequence[str],
     *,
     what: str,
+    owner: str = "main",
     durable: bool = True,
     timeout_s: float = 30.0,
 ) -> sqlite3.Connection:
@@ -52,7 +55,7 @@ def open_db(
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        migrate_db(conn, migrations, what=f"{what} {path}")
+        migrate_db(conn, migrations, what=f"{what} {path}", owner=owner)
     except BaseException:
         conn.close()
         raise
@@ -65,13 +68,21 @@ def connect(path: Path, *, timeout_s: float = 30.0) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout_s)
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+_VERSIONS = "CREATE TABLE IF NOT EXISTS llmloop_schema (owner TEXT PRIMARY KEY, version INTEGER)"
 
 
-def migrate_db(conn: sqlite3.Connection, migrations: Sequence[str], *, what: str) -> int:
-    """Run the scripts of ``migrations`` that ``conn``'s file has not had; its new version."""
-    current = schema_version(conn)
+def schema_version(conn: sqlite3.Connection, owner: str = "main") -> int:
+    conn.execute(_VERSIONS)
+    row = conn.execute("SELECT version FROM llmloop_schema WHERE owner = ?", (owner,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate_db(
+    conn: sqlite3.Connection, migrations: Sequence[str], *, what: str, owner: str = "main"
+) -> int:
+    """Run the scripts of ``migrations`` that ``owner``'s schema in ``conn``'s file has not
+    had; its new version."""
+    current = schema_version(conn, owner)
     if current > len(migrations):
         raise LocalStateError(
             f"{what} is at schema version {current}, newer than this llmloop knows "
@@ -81,10 +92,12 @@ def migrate_db(conn: sqlite3.Connection, migrations: Sequence[str], *, what: str
     for version, script in enumerate(migrations[current:], start=current + 1):
         # executescript commits what is open first; the script and its version bump
         # then go in one transaction, so a crash leaves the file at one version or the next.
+        bump = (
+            f"INSERT INTO llmloop_schema VALUES ('{owner}', {version}) "
+            "ON CONFLICT (owner) DO UPDATE SET version = excluded.version"
+        )
         try:
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\n;PRAGMA user_version = {version};COMMIT;"
-            )
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script}\n;{bump};COMMIT;")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

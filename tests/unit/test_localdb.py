@@ -60,3 +60,12 @@ def test_a_failing_migration_leaves_the_file_at_the_version_before(tmp_path):
         open_db(path, [V1, "ALTER TABLE nowhere ADD COLUMN x TEXT"], what="the test state")
     conn = open_db(path, [V1], what="the test state")
     assert schema_version(conn) == 1
+
+
+def test_two_owners_keep_their_own_schemas_in_one_file(tmp_path):
+    # Retraining's join and job ledger share a state file.
+    path = tmp_path / "state.db"
+    open_db(path, [V1, V2], what="the join", owner="join").close()
+    ledger = open_db(path, ["CREATE TABLE IF NOT EXISTS jobs (id TEXT)"], what="x", owner="ledger")
+    ledger.execute("INSERT INTO jobs VALUES ('j')")
+    assert schema_version(ledger, "join") == 2 and schema_version(ledger, "ledger") == 1

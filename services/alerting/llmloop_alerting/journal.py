@@ -28,6 +28,7 @@ import orjson
 
 from llmloop.bus import Record
 from llmloop.events import AlertStateChanged
+from llmloop.localdb import open_db
 from llmloop_alerting.state import AlertState
 
 T = TypeVar("T")
@@ -138,10 +139,8 @@ class Journal:
     def open_sync(self) -> None:
         """Open (creating the file and tables) from any thread; the CLI uses it directly."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # a delivered alert is never forgotten
-        conn.executescript(_SCHEMA)
+        # durable: a delivered alert is never forgotten (synchronous=FULL)
+        conn = open_db(self.path, [_SCHEMA], what="the alerting journal")
         cutoff = time.time() - KEEP_S
         with conn:
             conn.execute("DELETE FROM processed WHERE at < ?", (cutoff,))

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmloop.events import PROJECT_ID_PATTERN
+from llmloop.localdb import connect, open_db
 
 TOKEN_PREFIX = "llc_"
 ALL_PROJECTS = "*"
@@ -61,22 +62,23 @@ class TokenInfo:
     note: str
 
 
+# The token store's schema, oldest first (llmloop.localdb); append, never edit.
+_MIGRATIONS = [
+    "CREATE TABLE IF NOT EXISTS console_tokens ("
+    " hash TEXT PRIMARY KEY, projects TEXT NOT NULL, created_at TEXT NOT NULL,"
+    " revoked_at TEXT, note TEXT NOT NULL DEFAULT '')",
+]
+
+
 class ConsoleTokens:
     """Hashed console tokens with their project scopes, in a SQLite file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS console_tokens ("
-                " hash TEXT PRIMARY KEY, projects TEXT NOT NULL, created_at TEXT NOT NULL,"
-                " revoked_at TEXT, note TEXT NOT NULL DEFAULT '')"
-            )
+        open_db(path, _MIGRATIONS, what="the console token store").close()
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        return connect(self.path)
 
     def create(self, projects: list[str], note: str = "") -> tuple[str, TokenInfo]:
         """A new token (shown once, never stored) scoped to ``projects``."""

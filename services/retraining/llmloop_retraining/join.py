@@ -16,7 +16,6 @@ threshold; without it, only prompts equal after normalisation pair up.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from llmloop.events import (
     PreferenceFeedback,
     ThumbsFeedback,
 )
+from llmloop.localdb import open_db
 from llmloop_retraining import pairs as P
 from llmloop_retraining.filters import drop_reasons
 
@@ -84,10 +84,7 @@ class PairJoin:
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db = open_db(path, [_SCHEMA], what="the retraining join", owner="join")
         self.embed = embed
         self.cosine = near_duplicate_cosine
         self.max_partners = max_thumbs_partners

@@ -7,10 +7,11 @@ retrain`` run by hand counts like one the service started.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from llmloop.localdb import open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -36,9 +37,7 @@ class JobRecord:
 class JobLedger:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(_SCHEMA)
+        self.db = open_db(path, [_SCHEMA], what="the retraining job ledger", owner="ledger")
 
     def close(self) -> None:
         self.db.close()
