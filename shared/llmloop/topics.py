@@ -10,3 +10,10 @@ DEADLETTER = "llmloop.deadletter.v1"  # messages no handler could read, with the
 NOTIFICATIONS_DEADLETTER = "llmloop.notifications.deadletter.v1"
 
 ALL = (EVENTS, METRICS, ALERTS, RETRAIN, DEADLETTER, NOTIFICATIONS_DEADLETTER)
+
+# The state topics of replicated services (issue 16), each created by its service with its
+# own partitions and retention (k8s/README.md), so not in ALL:
+# alerting's per-partition state (changes and snapshots), as many partitions as METRICS;
+ALERTING_CHANGELOG = "llmloop.alerting.changelog.v1"
+# retraining's joined feedback, read by its one controller: one partition, kept for ever.
+RETRAIN_JOIN = "llmloop.retrain.join.v1"

@@ -68,7 +68,7 @@ from llmloop_alerting.state import AlertState
 
 log = logging.getLogger(__name__)
 
-CHANGELOG = "llmloop.alerting.changelog.v1"
+CHANGELOG = topics.ALERTING_CHANGELOG
 # Evaluated metric ids kept per partition: a redelivery is at most the batches after the
 # last committed offset, a few thousand ids.
 KEEP_PROCESSED = 20_000

@@ -72,7 +72,7 @@ from llmloop_retraining.service import GROUP, TOPICS, Retrainer, open_join
 
 log = logging.getLogger(__name__)
 
-JOIN_LOG = "llmloop.retrain.join.v1"
+JOIN_LOG = topics.RETRAIN_JOIN
 CONTROLLER_GROUP = "llmloop-retraining-controller"
 
 
