@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hmac
 import logging
 import socket
@@ -24,7 +23,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from llmloop.bus import open_bus
-from llmloop.lifecycle import stop_on_signals
+from llmloop.lifecycle import stop_on_signals, tune_gc
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.service import ServiceSpec, Wiring, build_parts, discover, run_parts, wiring_for
 from llmloop.settings import Settings
@@ -207,11 +206,7 @@ async def _serve(
             "demo traffic: about %.0f events/s (drift after 3,000 completions, bias on de-DE)",
             demo_rate,
         )
-    # A batch of events makes thousands of short-lived objects; with the default gen-0
-    # threshold (700) the collector runs many times per request and per consumed batch.
-    # As `llmloop ingest` does (bench/ingest.py): freeze the start-up heap, collect less often.
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc()
     if ready is not None:
         ready.set()
     watched = {asyncio.create_task(stop.wait()), serving, running}

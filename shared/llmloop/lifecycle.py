@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator
 
@@ -26,3 +27,15 @@ async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
     finally:
         for sig in _SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+def tune_gc() -> None:
+    """Collect less often in a process that handles batches of events.
+
+    A batch makes thousands of short-lived objects; with the default gen-0 threshold
+    (700) the collector runs many times per request and per consumed batch. The
+    start-up heap is frozen (never scanned again) and gen 0 waits for 50,000
+    allocations: less CPU, no memory growth that matters (bench/ingest.py).
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ and the OpenAPI docs at /docs.
 def cmd_ingest(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from llmloop.lifecycle import tune_gc
     from llmloop.logs import setup_logging
     from llmloop_ingest.app import create_app
     from llmloop_ingest.settings import IngestSettings
@@ -50,12 +50,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = settings_from(args, IngestSettings)
     setup_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    # A batch of events makes thousands of short-lived dicts; the default gen-0
-    # threshold (2,000) then runs the collector many times per request. Freezing
-    # the start-up heap and collecting less often saves CPU at no memory cost
-    # that matters (bench/ingest.py).
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc()  # batches of events: collect less often (bench/ingest.py)
     uvicorn.run(
         app,
         host=settings.host,
