@@ -11,6 +11,7 @@ import abc
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ _CROSS_PROCESS_POLL_S = 0.05  # another process may append to a shared file
 # Events published by this process, kept for its consumers by (topic, offset): the newest
 # this many. Consumers at the head of the log (all of them, when they keep up) get the
 # event its producer validated instead of parsing the bytes again (llmloop.consumer).
-RECENT_EVENTS = 8_192
+RECENT_EVENTS = 16_384
 
 
 class LogStorage(abc.ABC):
@@ -63,7 +64,7 @@ class LocalLogBus:
         self.storage = storage
         self._appended = asyncio.Condition()
         self._version = 0
-        self.recent: dict[tuple[str, int], Any] = {}
+        self.recent: OrderedDict[tuple[str, int], Any] = OrderedDict()
 
     async def start(self) -> None:
         await self.storage.open()
@@ -86,7 +87,7 @@ class LocalLogBus:
             if record.event is not None:
                 recent[(topic, start + i)] = record.event
         for _ in range(len(recent) - RECENT_EVENTS):
-            del recent[next(iter(recent))]  # the oldest: dicts keep insertion order
+            recent.popitem(last=False)  # the oldest, in O(1) (a dict's first key is not)
 
     def with_events(self, topic: str, messages: list[Message]) -> list[Message]:
         """``messages`` with the events this process published for them attached."""
