@@ -60,8 +60,8 @@ class ServiceSpec:
     """One service, declared once.
 
     * ``name``: what it is called on the command line and in logs;
-    * ``summary``: one line for ``llmloop --help`` and ARCHITECTURE.md;
-    * ``extra``: the pip extra that installs what it imports (``llmloop[NAME]``);
+    * ``summary``: what it does, in one line (for people reading the spec);
+    * ``extra``: the pip extra that installs what its parts import (``llmloop[NAME]``);
     * ``settings``: its settings class (the shared ``LLMLOOP_*`` ones plus its own);
     * ``add_commands(subparsers)``: its CLI commands;
     * ``parts(wiring)``: what it runs on a bus (and store) beside the others in
