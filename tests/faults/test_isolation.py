@@ -106,9 +106,7 @@ KNOWN_ROUTES = {
     "/readyz",
     "/metrics",
     "/openapi.json",
-    "/docs",
-    "/docs/oauth2-redirect",
-    "/redoc",
+    "/docs",  # Swagger UI from the package (issue 15: no /redoc, no OAuth2 redirect page)
     "/_local/query",
 }
 

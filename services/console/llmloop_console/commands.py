@@ -52,7 +52,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     tokens, _ = _tokens(args)
     try:
-        info = tokens.revoke(args.token_id)
+        info = tokens.revoke(args.id)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     print(f"revoked {info.token_id} ({', '.join(info.projects)})")
@@ -131,6 +131,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     listing.set_defaults(func=cmd_token_list)
 
     revoke = token.add_parser("revoke", help="revoke a token by its id")
-    revoke.add_argument("token_id")
+    revoke.add_argument("id", metavar="ID", help="its id, as `list` shows it (a prefix will do)")
     revoke.add_argument("--data-dir", type=Path, help="where console.db lives")
     revoke.set_defaults(func=cmd_token_revoke)
