@@ -174,6 +174,7 @@ async def replay(store: Store, events: list[AnyEvent], start: datetime, end: dat
             retrainer = Retrainer(
                 bus,
                 RetrainingSettings(data_dir=work),
+                store=store,
                 policies=PolicyBook.model_validate(
                     {"default": {"min_new_pairs": 20, "base_model": "tiny:0", "train": TRAIN}}
                 ),

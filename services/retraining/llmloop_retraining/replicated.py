@@ -44,7 +44,6 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,16 +56,11 @@ from llmloop import topics
 from llmloop.bus import Message, Record, consume
 from llmloop.bus.kafka import KafkaOptions
 from llmloop.consumer import decode
-from llmloop.events import (
-    AlertStateChanged,
-    CompletionLogged,
-    FeedbackGiven,
-    PreferenceFeedback,
-    parse_event,
-)
-from llmloop.store import Store, open_store
+from llmloop.events import AlertStateChanged, parse_event
+from llmloop.store import open_store
 from llmloop_retraining import pairs as P
 from llmloop_retraining.ledger import JobLedger
+from llmloop_retraining.lookup import feedback_and_named, referenced, stored_completions
 from llmloop_retraining.policy import alert_matches
 from llmloop_retraining.service import GROUP, TOPICS, Retrainer, open_join
 
@@ -92,29 +86,6 @@ def _completion(d: dict[str, Any]) -> P.Completion:
         d["id"], d["project_id"], d["model"], d["prompt"], d["completion"],
         datetime.fromisoformat(d["ts"]),
     )  # fmt: skip
-
-
-def referenced(feedback: FeedbackGiven) -> list[str]:
-    """The completion ids a feedback event needs to become a pair."""
-    if isinstance(feedback, PreferenceFeedback):
-        return [str(feedback.chosen_id), str(feedback.rejected_id)]
-    return [str(feedback.completion_id)]
-
-
-def stored_completions(store: Store, ids: Sequence[str]) -> dict[str, P.Completion]:
-    """The completions among ``ids`` that the processor has stored."""
-    if not ids:
-        return {}
-    rows = store.query(
-        "SELECT toString(event_id), project_id, model, prompt_format, prompt, completion, ts "
-        "FROM completions WHERE event_id IN {ids:Array(UUID)}",
-        {"ids": sorted(set(ids))},
-    ).rows
-    found: dict[str, P.Completion] = {}
-    for id_, project, model, fmt, prompt, text, ts in rows:
-        parsed: P.Prompt = orjson.loads(prompt) if fmt == "chat" else prompt
-        found[id_] = P.Completion(id_, project, model, parsed, text, ts)
-    return found
 
 
 class LoggedLedger(JobLedger):
@@ -183,7 +154,6 @@ class ReplicatedRetrainer(Retrainer):
         if not bus.url.startswith("kafka://"):
             raise ValueError("replicated retraining (LLMLOOP_RETRAIN_REPLICATED) needs kafka://")
         self.options = KafkaOptions.from_url(bus.url)
-        self.store: Store | None = None
         self.leading = False
         self.caught_up = False
         self._fence = ""
@@ -196,35 +166,24 @@ class ReplicatedRetrainer(Retrainer):
     # --- the joiner (every replica) -------------------------------------------------------
 
     async def join_batch(self, batch: list[Message]) -> None:
-        in_batch: dict[str, P.Completion] = {}
-        feedback: list[FeedbackGiven] = []
+        events: list[Any] = []
         records: list[dict[str, Any]] = []
         for message in batch:
             try:
                 event = decode(message)
             except ValidationError:
                 continue
-            if isinstance(event, CompletionLogged):
-                c = P.Completion.from_event(event)
-                in_batch[c.id] = c
-            elif isinstance(event, FeedbackGiven):
-                feedback.append(event)
-            elif isinstance(event, AlertStateChanged) and message.topic == topics.ALERTS:
-                records.append({"k": "alert", "alert": event.model_dump_json()})
-        missing = [i for f in feedback for i in referenced(f) if i not in in_batch]
+            if isinstance(event, AlertStateChanged):
+                if message.topic == topics.ALERTS:
+                    records.append({"k": "alert", "alert": event.model_dump_json()})
+            else:
+                events.append(event)
         store = self.store
         assert store is not None
-        found = await asyncio.to_thread(stored_completions, store, missing) if missing else {}
+        feedback, known = await asyncio.to_thread(feedback_and_named, events, store)
         for f in feedback:
-            known = {**found, **in_batch}
-            completions = [known[i] for i in referenced(f) if i in known]
-            records.append(
-                {
-                    "k": "feedback",
-                    "feedback": f.model_dump_json(),
-                    "completions": [_completion_dict(c) for c in completions],
-                }
-            )
+            named = [_completion_dict(known[i]) for i in referenced(f) if i in known]
+            records.append({"k": "feedback", "feedback": f.model_dump_json(), "completions": named})
         if records:
             await self._append(records)
             self.joined += len(feedback)
@@ -381,7 +340,9 @@ class ReplicatedRetrainer(Retrainer):
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._ensure_join_log()
-        self.store = open_store(self.settings.store_url)
+        own_store = self.store is None  # `llmloop up` and `serve` hand theirs over
+        if self.store is None:
+            self.store = open_store(self.settings.store_url)
         joiner = self.bus.consumer(TOPICS, GROUP)
         controller = self.bus.consumer(  # type: ignore[call-arg]
             [JOIN_LOG], CONTROLLER_GROUP, listener=_Leadership(self)
@@ -423,7 +384,8 @@ class ReplicatedRetrainer(Retrainer):
             await joiner.close()
             self.join.close()
             self.ledger.close()
-            self.store.close()
+            if own_store:
+                self.store.close()
         for task, result in zip(tasks, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("retraining: %s stopped: %r", task.get_name(), result)

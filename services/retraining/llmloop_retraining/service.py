@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,10 +24,13 @@ from llmloop import topics
 from llmloop.bus import EventBus, Message, Record, consume
 from llmloop.consumer import decode
 from llmloop.events import AlertStateChanged, AnyEvent, RetrainJobUpdated, encode_event
+from llmloop.store import Store
+from llmloop_retraining import pairs as P
 from llmloop_retraining.config import RetrainingSettings
 from llmloop_retraining.join import PairJoin
 from llmloop_retraining.launcher import Launcher, LocalLauncher
 from llmloop_retraining.ledger import JobLedger
+from llmloop_retraining.lookup import feedback_and_named, stored_completions
 from llmloop_retraining.pipeline import Outcome, run_retraining
 from llmloop_retraining.policy import (
     ModelState,
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "llmloop-retraining"
 TOPICS = (topics.EVENTS, topics.ALERTS)
+RESOLVE_S = 2.0  # how often feedback waiting for its completion looks in the store again
 
 
 def make_launcher(kind: str, **options: Any) -> Launcher:
@@ -93,19 +98,28 @@ def publisher(bus: EventBus):  # type: ignore[no-untyped-def]
 
 
 class Retrainer:
-    """The consumer, the policy checks and the job runner."""
+    """The consumer, the policy checks and the job runner.
+
+    With a ``store`` (what ``llmloop up`` and ``llmloop retraining`` hand over) the join
+    keeps no copy of the completions: a feedback event finds the ones it names in its
+    batch or in the store, and feedback whose completion is not stored yet is looked up
+    again every ``RESOLVE_S``. Without one (a bus and nothing else) the join remembers
+    every completion itself.
+    """
 
     def __init__(
         self,
         bus: EventBus,
         settings: RetrainingSettings,
         *,
+        store: Store | None = None,
         policies: PolicyBook | None = None,
         batch_size: int = 500,
         max_wait_s: float = 0.25,
     ) -> None:
         self.bus = bus
         self.settings = settings
+        self.store = store
         self.policies = policies or PolicyBook.load(settings.retrain_policy_file)
         self.batch_size = batch_size
         self.max_wait_s = max_wait_s
@@ -134,17 +148,38 @@ class Retrainer:
             else:
                 events.append(event)
         async with self._lock:
-            result = await asyncio.to_thread(self.join.apply, events)
-            if result.pairs or result.drops:
-                log.info(
-                    "join: %d new pairs, dropped %s", len(result.pairs), dict(result.drops) or 0
-                )
-            for model in sorted({p.model for p in result.pairs}):
-                self.check(model)
+            if self.store is None:
+                await self._apply(events)
+            else:
+                feedback, known = await asyncio.to_thread(feedback_and_named, events, self.store)
+                await self._apply(feedback, list(known.values()))
             for alert in alerts:
                 for model in self.join.models():
                     if alert_matches(self.policies.for_model(model), alert, model):
                         self.check(model, alert=alert)
+
+    async def _apply(
+        self, events: Sequence[AnyEvent], completions: Sequence[P.Completion] = ()
+    ) -> None:
+        """Apply a batch to the join (under the lock) and check the models that got pairs."""
+        result = await asyncio.to_thread(self.join.apply, events, completions)
+        if result.pairs or result.drops:
+            log.info("join: %d new pairs, dropped %s", len(result.pairs), dict(result.drops) or 0)
+        for model in sorted({p.model for p in result.pairs}):
+            self.check(model)
+
+    async def _resolver(self, stop: asyncio.Event) -> None:
+        """Feedback that came before its completion was stored: look it up again."""
+        assert self.store is not None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RESOLVE_S)
+            async with self._lock:
+                waiting = self.join.waiting_for(1000)
+                if waiting:
+                    found = await asyncio.to_thread(stored_completions, self.store, waiting)
+                    if found:
+                        await self._apply([], list(found.values()))
 
     # --- policies and jobs --------------------------------------------------------------
 
@@ -219,7 +254,9 @@ class Retrainer:
             GROUP,
             self.settings.state_path,
         )
-        timer = asyncio.create_task(self._timer(stop), name="retrain-timer")
+        timers = [asyncio.create_task(self._timer(stop), name="retrain-timer")]
+        if self.store is not None:
+            timers.append(asyncio.create_task(self._resolver(stop), name="retrain-resolver"))
         try:
             await consume(
                 consumer,
@@ -229,7 +266,8 @@ class Retrainer:
                 stop=stop,
             )
         finally:
-            timer.cancel()
+            for timer in timers:
+                timer.cancel()
             if self._job is not None and not self._job.done():
                 log.warning("stopping: the running DPO job is interrupted")
                 self._job.cancel()

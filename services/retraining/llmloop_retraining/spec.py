@@ -10,17 +10,18 @@ from llmloop_retraining.config import RetrainingSettings
 
 
 def parts(wiring: Wiring) -> Mapping[str, Runnable]:
-    """``{"retraining": Retrainer}`` (state in DATA_DIR/retraining), or with
+    """``{"retraining": Retrainer}`` (state in DATA_DIR/retraining; the completions that
+    feedback names come from the store), or with
     ``LLMLOOP_RETRAIN_REPLICATED`` on Kafka the replica that joins its partitions and,
     when it holds the join topic, controls pairs and jobs (``replicated.py``)."""
     settings = cast(RetrainingSettings, wiring.settings)  # derive_settings made it one
     if settings.retrain_replicated:
         from llmloop_retraining.replicated import ReplicatedRetrainer  # aiokafka
 
-        return {"retraining": ReplicatedRetrainer(wiring.bus, settings)}
+        return {"retraining": ReplicatedRetrainer(wiring.bus, settings, store=wiring.store)}
     from llmloop_retraining.service import Retrainer
 
-    return {"retraining": Retrainer(wiring.bus, settings)}
+    return {"retraining": Retrainer(wiring.bus, settings, store=wiring.store)}
 
 
 def add_commands(sub: Any) -> None:
@@ -36,5 +37,6 @@ SPEC = ServiceSpec(
     settings=RetrainingSettings,
     add_commands=add_commands,
     parts=parts,
+    needs_store=True,  # the completions that feedback names (the processor wrote them)
     order=30,
 )
