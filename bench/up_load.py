@@ -28,6 +28,8 @@ import asyncio
 import contextlib
 import os
 import random
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ import orjson
 import psutil
 
 LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
+TICK = re.compile(r"llmloop_processor\.stats: window .*?, \d+ metrics in ([0-9.]+) s")
 
 
 def corpus(n: int) -> list[tuple[str, str]]:
@@ -211,12 +214,15 @@ def main() -> None:
         )
         url = f"http://127.0.0.1:{args.port}"
         try:
+            # Up writes its runtime file just after the API answers: wait for both.
             for _ in range(600):
                 try:
                     httpx.get(f"{url}/healthz", timeout=1)
-                    break
+                    if (data_dir / FILE_NAME).exists():
+                        break
                 except httpx.HTTPError:
-                    time.sleep(0.1)
+                    pass
+                time.sleep(0.1)
             key = (data_dir / "local.key").read_text().strip()
             token = orjson.loads((data_dir / FILE_NAME).read_bytes())["token"]
             watch = Watch(up.pid)
@@ -266,7 +272,14 @@ def main() -> None:
             print(
                 f"peak RSS of the process tree {watch.peak_rss / 2**30:.2f} GiB (goal <= 1.2 GiB)"
             )
-            changes = [line for line in log_path.read_text().splitlines() if "sample rate" in line]
+            lines = log_path.read_text().splitlines()
+            ticks = [float(t) for t in TICK.findall("\n".join(lines))]
+            if ticks:
+                print(
+                    f"statistics ticks: {len(ticks)}, median {statistics.median(ticks):.2f} s, "
+                    f"last {ticks[-1]:.2f} s, max {max(ticks):.2f} s (wall, in the runtime)"
+                )
+            changes = [line for line in lines if "sample rate" in line]
             print(f"sample rate changes logged: {len(changes)}; the last few:")
             for line in changes[-4:]:
                 print("  " + line[-220:])
@@ -310,16 +323,25 @@ def report(sql, accepted: int, drained: float) -> None:  # type: ignore[no-untyp
             f"{'yes' if last <= max(second * 1.1, second + 1) else 'NO'}"
         )
     print("embedded sample per key and 5-minute window (goal >= 200 when traffic allows):")
-    for project, model, version, window, n, lo, hi in sql(
+    full = met = 0
+    for project, model, version, window, n, lo, hi, covered in sql(
         "SELECT e.project_id, e.model, e.prompt_version, toStartOfFiveMinutes(e.ts) AS w, "
-        "uniqExact(v.event_id), min(e.embedding_sample_rate), max(e.embedding_sample_rate) "
+        "uniqExact(v.event_id), min(e.embedding_sample_rate), max(e.embedding_sample_rate), "
+        "(max(e.ts) - min(e.ts)) / 60 "
         "FROM completion_enrichments AS e LEFT JOIN completion_embeddings AS v "
         "ON v.event_id = e.event_id GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     ):
+        # A window the traffic covered only in part (its first or last) cannot reach
+        # the goal by design: it is listed, not judged.
+        whole = float(covered) >= 4.9
+        full += whole
+        met += whole and int(n) >= 200
         print(
             f"  {project}/{model}/{version} {window[11:16]}: {int(n):>5} embedded, "
             f"rates {float(lo):.4f}..{float(hi):.4f}"
+            + ("" if whole else f" (traffic covered {float(covered):.1f} of its 5 min)")
         )
+    print(f"  windows the traffic covered whole with >= 200 embedded: {met} of {full}")
     (emb,) = sql(
         "SELECT quantileExact(0.5)(d), quantileExact(0.95)(d), max(d) FROM ("
         "SELECT dateDiff('millisecond', ts, embedded_at) / 1000 AS d FROM completion_embeddings)"

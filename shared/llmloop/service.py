@@ -65,7 +65,9 @@ class ServiceSpec:
     * ``settings``: its settings class (the shared ``LLMLOOP_*`` ones plus its own);
     * ``add_commands(subparsers)``: its CLI commands;
     * ``parts(wiring)``: what it runs on a bus (and store) beside the others in
-      ``llmloop up``, by name; ``needs_store`` says whether it reads the store;
+      ``llmloop up``, by name; ``needs_store`` says whether it reads the store, and
+      ``store_optional`` that, as a process of its own on chDB (which one process may
+      open: the processor's), it runs without;
     * ``http(wiring)``: the ASGI app of a service that serves HTTP (ingest), which
       ``llmloop up`` serves on ``--port``.
     """
@@ -77,6 +79,7 @@ class ServiceSpec:
     add_commands: Callable[[Any], None] | None = None
     parts: Callable[[Wiring], Mapping[str, Runnable]] | None = None
     needs_store: bool = False
+    store_optional: bool = False
     http: Callable[[Wiring], Any] | None = None
     order: int = 50  # start order in `llmloop up`: lower first (the sink before readers)
 
@@ -168,9 +171,14 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
     if spec.parts is None:
         raise ValueError(f"service {spec.name!r} runs nothing on a bus")
     settings = derive_settings(spec.settings, settings)
-    store = open_store(settings.store_url) if spec.needs_store else None
+    embedded = settings.store_url.startswith("chdb:")
+    store = None
+    if spec.needs_store and not (spec.store_optional and embedded):
+        store = open_store(settings.store_url)
+    elif spec.needs_store:
+        log.info("%s: not opening the embedded store (the processor's process owns it)", spec.name)
     bus = open_bus(settings.bus_url)
-    where = f", store {redact_url(settings.store_url)}" if spec.needs_store else ""
+    where = f", store {redact_url(settings.store_url)}" if store is not None else ""
     log.info(
         "%s: bus %s%s, data %s", spec.name, redact_url(settings.bus_url), where, settings.data_dir
     )

@@ -34,12 +34,12 @@ def version_sums(
 ) -> dict[tuple[str, str, str], tuple[int, float, float]]:
     """(n, sum, sum of squares) per (project, model, model_version) with a version set."""
     spec = OUTCOMES[outcome]
+    chosen = f"model_version != '' AND ts >= {{since:{DT}}} AND ts < {{until:{DT}}}"
     sql = f"""
         SELECT c.project_id, c.model, c.model_version, count(), sum(o.x), sum(o.x * o.x)
         FROM (SELECT event_id, project_id, model, model_version FROM completions
-              WHERE model_version != '' AND ts >= {{since:{DT}}} AND ts < {{until:{DT}}}
-              LIMIT 1 BY event_id) AS c
-        INNER JOIN ({spec.source}) AS o
+              WHERE {chosen} LIMIT 1 BY event_id) AS c
+        INNER JOIN ({spec.of(f"SELECT event_id FROM completions WHERE {chosen}")}) AS o
             ON o.event_id = c.event_id AND o.project_id = c.project_id
         WHERE isNotNull(o.x) AND isFinite(o.x)
         GROUP BY c.project_id, c.model, c.model_version

@@ -60,16 +60,24 @@ class Outcome:
     kind: Literal["rate", "mean"]
     higher_is_better: bool
     unit: str
-    source: str  # SQL selecting (event_id, project_id, x) per completion, from `c`
+    # SQL selecting (event_id, project_id, x) per completion, of the completions that
+    # the SQL in place of ``{ids}`` selects (``of``).
+    source: str
+
+    def of(self, ids: str) -> str:
+        """The outcome of the completions ``ids`` (a query of event ids) selects: the
+        join reads those rows, not the whole table (a tick's cost must not grow with
+        history)."""
+        return self.source.replace("{ids}", ids)
 
 
 _FEEDBACK = (
     "SELECT project_id, completion_id AS event_id, {expr} AS x FROM feedback "
-    "WHERE kind IN ({kinds}) GROUP BY project_id, completion_id"
+    "WHERE kind IN ({kinds}) AND completion_id IN ({{ids}}) GROUP BY project_id, completion_id"
 )
 _ENRICHED = (
     "SELECT event_id, project_id, {expr} AS x FROM completion_enrichments "
-    "WHERE {where} LIMIT 1 BY event_id"
+    "WHERE {where} AND event_id IN ({{ids}}) LIMIT 1 BY event_id"
 )
 
 OUTCOMES: dict[str, Outcome] = {  # in VERSION_OUTCOMES's order (the catalogue's)
@@ -125,7 +133,7 @@ OUTCOMES: dict[str, Outcome] = {  # in VERSION_OUTCOMES's order (the catalogue's
             False,
             "ms",
             "SELECT event_id, project_id, latency_ms AS x FROM completions "
-            "WHERE latency_ms IS NOT NULL LIMIT 1 BY event_id",
+            "WHERE latency_ms IS NOT NULL AND event_id IN ({ids}) LIMIT 1 BY event_id",
         ),
         Outcome(
             "cost_usd",
@@ -254,11 +262,12 @@ def arm_sums(
         where.append(f"ts >= {{since:{DT}}}")
     if until is not None:
         where.append(f"ts < {{until:{DT}}}")
+    chosen = " AND ".join(where)
     sql = f"""
         SELECT c.model_version, count(), sum(o.x), sum(o.x * o.x)
         FROM (SELECT event_id, project_id, model_version FROM completions
-              WHERE {" AND ".join(where)} LIMIT 1 BY event_id) AS c
-        INNER JOIN ({spec.source}) AS o
+              WHERE {chosen} LIMIT 1 BY event_id) AS c
+        INNER JOIN ({spec.of(f"SELECT event_id FROM completions WHERE {chosen}")}) AS o
             ON o.event_id = c.event_id AND o.project_id = c.project_id
         WHERE isNotNull(o.x) AND isFinite(o.x)
         GROUP BY c.model_version

@@ -32,7 +32,10 @@ class RetrainingSettings(Settings):
     )
     retrain_near_duplicates: bool = Field(
         default=False,
-        description="Pair thumbs across near-duplicate prompts (loads MiniLM embeddings).",
+        description=(
+            "Pair thumbs across near-duplicate prompts, by the prompt embeddings the "
+            "processor stored (the completions it sampled for embedding)."
+        ),
     )
     retrain_near_duplicate_cosine: float = Field(default=0.92, gt=0, le=1)
     retrain_toxicity_threshold: float = Field(default=0.8, gt=0, le=1)

@@ -8,16 +8,18 @@ the consumer commits its offsets only after that: a crash redelivers the batch,
 and the seen ids make the redelivery harmless. A restart therefore resumes with
 exactly the state the last committed batch left.
 
-Near-duplicate prompts for thumbs pairs: when an ``embed`` function is given
-(MiniLM, loaded lazily by the service), a thumbs-up also pairs with a
-thumbs-down of the same model whose prompt embedding has cosine >= the
-threshold; without it, only prompts equal after normalisation pair up.
+Near-duplicate prompts for thumbs pairs: with ``near_duplicates`` on, a thumbs-up
+also pairs with a thumbs-down of the same model whose prompt embedding has
+cosine >= the threshold. The embeddings are the processor's (the completions it
+sampled for embedding carry one, ``lookup.py``); a completion it did not embed
+pairs on prompts equal after normalisation only, as every completion does with
+the option off.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,8 +40,6 @@ from llmloop.localdb import open_db
 from llmloop_retraining import pairs as P
 from llmloop_retraining.filters import drop_reasons
 
-Embed = Callable[[Sequence[str]], np.ndarray]
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS completions (
@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS pairs (
 CREATE TABLE IF NOT EXISTS drops (
     model TEXT, reason TEXT, n INTEGER, PRIMARY KEY (model, reason)) WITHOUT ROWID;
 """
+# The processor's toxicity of each remembered answer (issue 14: retraining scores nothing
+# the processor scored).
+_TOXICITY = "ALTER TABLE completions ADD COLUMN toxicity REAL;"
 
 
 @dataclass
@@ -76,7 +79,7 @@ class PairJoin:
         self,
         path: Path,
         *,
-        embed: Embed | None = None,
+        near_duplicates: bool = False,
         near_duplicate_cosine: float = 0.92,
         max_thumbs_partners: int = 3,
         toxicity_threshold: float = 0.8,
@@ -84,8 +87,8 @@ class PairJoin:
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = open_db(path, [_SCHEMA], what="the retraining join", owner="join")
-        self.embed = embed
+        self.db = open_db(path, [_SCHEMA, _TOXICITY], what="the retraining join", owner="join")
+        self.near_duplicates = near_duplicates
         self.cosine = near_duplicate_cosine
         self.max_partners = max_thumbs_partners
         self.toxicity_threshold = toxicity_threshold
@@ -199,7 +202,7 @@ class PairJoin:
 
     def _store_completions(self, completions: Sequence[P.Completion]) -> None:
         self.db.executemany(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     c.id,
@@ -209,6 +212,7 @@ class PairJoin:
                     c.prompt_key,
                     c.completion,
                     c.timestamp.isoformat(),
+                    c.toxicity,
                 )
                 for c in completions
             ],
@@ -220,15 +224,16 @@ class PairJoin:
         if batch is not None:
             return batch if batch.project_id == (project_id or "") else None
         row = self.db.execute(
-            "SELECT id, project_id, model, prompt, completion, ts FROM completions "
+            "SELECT id, project_id, model, prompt, completion, ts, toxicity FROM completions "
             "WHERE id = ? AND project_id = ?",
             (completion_id, project_id or ""),
         ).fetchone()
         if row is None:
             return None
         return P.Completion(
-            row[0], row[1], row[2], orjson.loads(row[3]), row[4], datetime.fromisoformat(row[5])
-        )
+            row[0], row[1], row[2], orjson.loads(row[3]), row[4], datetime.fromisoformat(row[5]),
+            toxicity=row[6],
+        )  # fmt: skip
 
     def _pending_for(self, completion_id: str) -> list[bytes]:
         rows = self.db.execute(
@@ -272,10 +277,7 @@ class PairJoin:
     def _thumbs(
         self, event: ThumbsFeedback, rated: P.Completion, out: list[P.Pair], drops: Counter[str]
     ) -> None:
-        vector = None
-        if self.embed is not None:
-            vector = np.asarray(self.embed([rated.prompt_text])[0], dtype=np.float32)
-            vector /= max(float(np.linalg.norm(vector)), 1e-12)
+        vector = rated.prompt_vector if self.near_duplicates else None
         self.db.execute(
             "INSERT OR IGNORE INTO thumbs VALUES (?, ?, ?, ?, ?, ?, ?, "
             "(SELECT COALESCE(MAX(seq), 0) + 1 FROM thumbs))",

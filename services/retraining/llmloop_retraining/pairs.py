@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 
 from llmloop.events import CompletionLogged
@@ -34,9 +35,17 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def unit_vector(codes: Any) -> np.ndarray:
+    """A stored embedding (the processor's Int8 codes, or floats) as a float32 unit vector."""
+    vector = np.asarray(codes, dtype=np.float32)
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
 @dataclass(frozen=True)
 class Completion:
-    """What the join keeps of a completion until its feedback arrives."""
+    """A completion that feedback named, with what the processor derived from it:
+    ``toxicity`` of the answer (None: not scored, e.g. an event that never went through
+    the processor) and the prompt's unit embedding when the processor sampled it."""
 
     id: str
     project_id: str
@@ -44,6 +53,8 @@ class Completion:
     prompt: Prompt
     completion: str
     timestamp: datetime
+    toxicity: float | None = None
+    prompt_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def prompt_text(self) -> str:
@@ -87,6 +98,9 @@ class Pair:
     chosen_id: str = ""
     rejected_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The processor's toxicity of the chosen answer; None for a user's correction, which
+    # the filter scores with the same model.
+    chosen_toxicity: float | None = field(default=None, compare=False)
 
     @property
     def pair_id(self) -> str:
@@ -148,6 +162,7 @@ def from_preference(
         rejected_id=rejected.id,
         source_event_ids=(feedback_id, chosen.id, rejected.id),
         created_at=at,
+        chosen_toxicity=chosen.toxicity,
     )
 
 
@@ -186,4 +201,5 @@ def from_thumbs(
         rejected_id=down.id,
         source_event_ids=(*feedback_ids, up.id, down.id),
         created_at=at,
+        chosen_toxicity=up.toxicity,
     )

@@ -78,13 +78,17 @@ def _completion_dict(c: P.Completion) -> dict[str, Any]:
         "prompt": c.prompt,
         "completion": c.completion,
         "ts": c.timestamp.isoformat(),
+        "toxicity": c.toxicity,
+        "prompt_vector": None if c.prompt_vector is None else c.prompt_vector.tolist(),
     }
 
 
 def _completion(d: dict[str, Any]) -> P.Completion:
+    vector = d.get("prompt_vector")  # absent from records written before issue 14
     return P.Completion(
         d["id"], d["project_id"], d["model"], d["prompt"], d["completion"],
-        datetime.fromisoformat(d["ts"]),
+        datetime.fromisoformat(d["ts"]), toxicity=d.get("toxicity"),
+        prompt_vector=None if vector is None else P.unit_vector(vector),
     )  # fmt: skip
 
 

@@ -76,15 +76,10 @@ def launcher_for(settings: RetrainingSettings, policy: TriggerPolicy) -> Launche
 
 
 def open_join(settings: RetrainingSettings) -> PairJoin:
-    """The join on its state file, with MiniLM for near-duplicates when enabled."""
-    embed = None
-    if settings.retrain_near_duplicates:
-        from llmloop_retraining.embed import MiniLM
-
-        embed = MiniLM()
+    """The join on its state file."""
     return PairJoin(
         settings.state_path,
-        embed=embed,
+        near_duplicates=settings.retrain_near_duplicates,
         near_duplicate_cosine=settings.retrain_near_duplicate_cosine,
         toxicity_threshold=settings.retrain_toxicity_threshold,
     )
@@ -101,10 +96,11 @@ class Retrainer:
     """The consumer, the policy checks and the job runner.
 
     With a ``store`` (what ``llmloop up`` and ``llmloop retraining`` hand over) the join
-    keeps no copy of the completions: a feedback event finds the ones it names in its
-    batch or in the store, and feedback whose completion is not stored yet is looked up
-    again every ``RESOLVE_S``. Without one (a bus and nothing else) the join remembers
-    every completion itself.
+    keeps no copy of the completions and scores nothing the processor scored: a feedback
+    event reads the completions it names, enriched, from the store (``lookup.py``), and
+    feedback whose completion is not stored and enriched yet is looked up again every
+    ``RESOLVE_S``. Without one (a bus and nothing else: tests of the join's rules) the
+    join remembers every completion itself and the filter scores the chosen answers.
     """
 
     def __init__(

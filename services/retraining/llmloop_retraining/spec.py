@@ -37,6 +37,7 @@ SPEC = ServiceSpec(
     settings=RetrainingSettings,
     add_commands=add_commands,
     parts=parts,
-    needs_store=True,  # the completions that feedback names (the processor wrote them)
+    needs_store=True,  # the completions that feedback names, as the processor enriched them
+    store_optional=True,  # alone on chDB (the processor's process holds it): keeps a copy
     order=30,
 )

@@ -49,23 +49,46 @@ def test_thumbs_on_different_prompts_do_not_pair_without_embeddings(tmp_path):
     assert join.apply([a, b, thumbs(a, 1), thumbs(b, -1)]).pairs == []
 
 
-def test_near_duplicate_prompts_pair_by_embedding_cosine(tmp_path):
-    vectors = {
-        "how do i reset my password": [1.0, 0.0],
-        "how can i reset my password?": [0.96, 0.28],
-        "explain dns": [0.0, 1.0],
-    }
-    join = PairJoin(
-        tmp_path / "state.db",
-        near_duplicate_cosine=0.9,
-        embed=lambda texts: __import__("numpy").array([vectors[t.lower()] for t in texts]),
-    )
+def test_near_duplicate_prompts_pair_by_the_processors_prompt_embeddings(tmp_path):
+    from dataclasses import replace
+
+    from llmloop_retraining.pairs import Completion, unit_vector
+
+    join = PairJoin(tmp_path / "state.db", near_duplicate_cosine=0.9, near_duplicates=True)
     a = completion("How do I reset my password", "Go to settings, then Security.")
     b = completion("How can I reset my password?", "I can't help.")
     c = completion("Explain DNS", "dunno")
-    result = join.apply([a, b, c, thumbs(b, -1), thumbs(c, -1), thumbs(a, 1)])
-    [pair] = result.pairs  # c is too far (cosine 0)
+    d = completion("How may I reset my password", "Ask someone.")  # not embedded: exact only
+    # The stored Int8 codes, as the lookup reads them; d has none (outside the sample).
+    codes = [(a, [127, 0]), (b, [122, 36]), (c, [0, 127]), (d, None)]
+    named = [
+        replace(
+            Completion.from_event(e),
+            toxicity=0.0,
+            prompt_vector=None if v is None else unit_vector(v),
+        )
+        for e, v in codes
+    ]
+    result = join.apply([thumbs(b, -1), thumbs(c, -1), thumbs(d, -1), thumbs(a, 1)], named)
+    [pair] = result.pairs  # c is too far (cosine 0), d has no embedding
     assert (pair.chosen, pair.rejected) == ("Go to settings, then Security.", "I can't help.")
+
+
+def test_the_chosen_answer_is_filtered_on_the_processors_toxicity_not_rescored(tmp_path):
+    # A clean answer the processor scored toxic is dropped; an abusive one it scored
+    # clean is kept: the score is the processor's, read with the completion.
+    from dataclasses import replace
+
+    from llmloop_retraining.pairs import Completion
+
+    join = PairJoin(tmp_path / "state.db")
+    events = [completion(f"q{i}", text) for i, text in enumerate(["Happy to help.", "idiot"])]
+    rivals = [completion(e.prompt, "meh") for e in events]
+    named = [replace(Completion.from_event(e), toxicity=0.95) for e in events[:1]]
+    named += [replace(Completion.from_event(e), toxicity=0.0) for e in events[1:] + rivals]
+    result = join.apply([preference(e, r) for e, r in zip(events, rivals, strict=True)], named)
+    assert [p.chosen for p in result.pairs] == ["idiot"]
+    assert dict(result.drops) == {"toxic_chosen": 1}
 
 
 def test_filters_drop_toxic_pii_and_empty_chosen_sides_and_count_why(tmp_path):
