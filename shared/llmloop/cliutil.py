@@ -124,3 +124,30 @@ def query_for_cli(
         raise CliError(str(exc)) from exc
     finally:
         store.close()
+
+
+def query_json(settings: Settings, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of a SELECT as dicts, through a running ``up`` or straight from the store."""
+    import orjson
+
+    raw = query_for_cli(settings, sql, params, "JSONEachRow", timeout_s=30)
+    return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+def sql_time(value: Any) -> str:
+    """A datetime as a query parameter both paths of ``query_for_cli`` accept."""
+    return str(value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
+
+
+async def publish_for_cli(settings: Settings, topic: str, events: list[Any]) -> None:
+    """Publish events an operator's command makes (a promotion, a baseline pin): they go
+    through the bus like every write, and the processor stores them."""
+    from llmloop.bus import Record, open_bus
+    from llmloop.events import encode_event
+
+    bus = open_bus(settings.bus_url)
+    await bus.start()
+    try:
+        await bus.publish(topic, [Record(e.key(), encode_event(e)) for e in events])
+    finally:
+        await bus.close()

@@ -502,6 +502,31 @@ class RetrainJobUpdated(Event):
         return self.job_id.encode()
 
 
+class BaselinePinned(Event):
+    """An operator pinned a window of a model's completions as its drift reference
+    (``llmloop baseline set``). Added within v1 (issue 14): the operator's write goes
+    through the bus like a promotion, and the processor, the one writer, stores it in
+    ``drift_baselines``; the latest pin of a (project, model, prompt version) wins."""
+
+    type: Literal["baseline"] = "baseline"
+    model: Name
+    prompt_version: Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)] = Field(
+        default="", description="'' pins the window for every prompt version of the model."
+    )
+    window_start: Timestamp
+    window_end: Timestamp
+    note: Annotated[str, StringConstraints(max_length=2048)] = ""
+
+    @model_validator(mode="after")
+    def _window(self) -> BaselinePinned:
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
+
+    def key(self) -> bytes:
+        return self.model.encode()
+
+
 AnyEvent: TypeAlias = Annotated[
     CompletionLogged
     | CompletionContentLogged
@@ -509,7 +534,8 @@ AnyEvent: TypeAlias = Annotated[
     | MetricComputed
     | AlertStateChanged
     | NotificationAttempted
-    | RetrainJobUpdated,
+    | RetrainJobUpdated
+    | BaselinePinned,
     Field(discriminator="type"),
 ]
 # What apps may send to ingest; the other types are produced inside llmloop.
@@ -526,6 +552,7 @@ EVENT_MODELS: dict[str, Any] = {
     "alert": AlertStateChanged,
     "notification": NotificationAttempted,
     "retrain": RetrainJobUpdated,
+    "baseline": BaselinePinned,
 }
 
 event_adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

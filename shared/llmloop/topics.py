@@ -1,6 +1,6 @@
 """Topic names. A breaking change to an event gets a v2 topic beside v1."""
 
-EVENTS = "llmloop.events.v1"  # completions and feedback, keyed by completion id
+EVENTS = "llmloop.events.v1"  # completions and feedback (keyed by completion id), baseline pins
 METRICS = "llmloop.metrics.v1"  # statistics from the processor
 ALERTS = "llmloop.alerts.v1"  # alert transitions from alerting
 RETRAIN = "llmloop.retrain.v1"  # fine-tune job lifecycle and model versions

@@ -18,7 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_up import LLMLOOP, Up, wait_for
+
+from llmloop.testing.up import LLMLOOP, Up, wait_for
 
 RATES = {"v1": 0.50, "v2": 0.75, "v3": 0.50}
 PER_VERSION = 400

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_up import LLMLOOP, Up
+from llmloop.testing.up import LLMLOOP, Up
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_up import Up
 
 from llmloop.testing.fake_openai import FakeOpenAI
+from llmloop.testing.up import Up
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ROOT / ".otel-envs"

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,66 +16,8 @@ import pytest
 
 from llmloop import topics
 from llmloop.testing.kafka import committed
-from llmloop.testing.server import wait_ready
-from llmloop.testing.tansu import TansuBroker
-
-LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Up:
-    """One `llmloop up` process on a data dir."""
-
-    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"up-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [LLMLOOP, "up", "--data-dir", str(data_dir), "--port", str(self.port), *extra],
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        wait_ready(self.url, self.proc, self.log, path="/healthz", timeout_s=60)
-
-    def post(self, events: list[dict]) -> httpx.Response:
-        # The API is authenticated; `up` keeps a key for local use in DATA_DIR/local.key.
-        key = (self.data_dir / "local.key").read_text().strip()
-        return httpx.post(
-            f"{self.url}/v1/events",
-            json={"events": events},
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=10,
-        )
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
-
-
-def query(data_dir: Path, sql: str) -> str:
-    result = subprocess.run(
-        [LLMLOOP, "query", sql, "--data-dir", str(data_dir)],  # into a pipe: TSV
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
-def wait_for(data_dir: Path, sql: str, expected: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while (got := query(data_dir, sql)) != expected:
-        assert time.monotonic() < deadline, f"{sql!r} gave {got!r}, expected {expected!r}"
-        time.sleep(0.2)
+from llmloop.testing.tansu import TansuBroker, free_port
+from llmloop.testing.up import LLMLOOP, Up, query, wait_for
 
 
 def completions(n: int, model: str) -> list[dict]:

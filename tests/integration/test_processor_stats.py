@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,12 +19,12 @@ from llmloop.events import CompletionLogged, ThumbsFeedback, encode_event
 from llmloop.store import Store, open_store
 from llmloop.store.migrate import migrate
 from llmloop.testing.corpus import prompts
+from llmloop.testing.up import LLMLOOP, Up, wait_for
 from llmloop_processor.profiles import read_profile
 from llmloop_processor.runtime import services
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.stats import StatsRunner
 
-LLMLOOP = str(Path(sys.executable).with_name("llmloop"))
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 600.0
 
@@ -252,23 +251,23 @@ def test_baseline_set_and_report_commands(tmp_path: Path) -> None:
         )
 
     day_ago = (NOW - timedelta(days=1, hours=1)).isoformat()
-    pinned = llmloop(
-        "baseline",
-        "set",
-        "--model",
-        "gpt-4o-mini",
-        "--from",
-        day_ago,
-        "--to",
-        (NOW - timedelta(hours=1)).isoformat(),
-    )
-    assert pinned.returncode == 0, pinned.stderr
-    assert (
-        "baseline pinned for shop/gpt-4o-mini" in pinned.stdout
-        and "120 completions" in pinned.stdout
-    )
-    missing = llmloop("baseline", "set", "--model", "nope", "--from", day_ago)
-    assert missing.returncode != 0 and "no enriched completions of model 'nope'" in missing.stderr
+    pin = ("baseline", "set", "--model", "gpt-4o-mini", "--from", day_ago)
+    # While `llmloop up` holds the store (issue 14: this used to fail): the command reads
+    # through up, publishes the pin, and up's processor stores it.
+    up = Up(tmp_path)
+    try:
+        pinned = llmloop(*pin, "--to", (NOW - timedelta(hours=1)).isoformat())
+        assert pinned.returncode == 0, pinned.stderr
+        assert (
+            "baseline pinned for shop/gpt-4o-mini" in pinned.stdout
+            and "120 completions" in pinned.stdout
+        )
+        wait_for(tmp_path, "SELECT count(), any(project_id) FROM drift_baselines", "1\tshop")
+        missing = llmloop("baseline", "set", "--model", "nope", "--from", day_ago)
+        assert missing.returncode != 0
+        assert "no enriched completions of model 'nope'" in missing.stderr
+    finally:
+        assert up.stop() == 0
 
     out = tmp_path / "report.html"
     report = llmloop(

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmloop.cliutil import (
     CliError,
@@ -19,8 +19,14 @@ from llmloop.cliutil import (
     add_log_option,
     add_store_options,
     open_store_for_cli,
+    publish_for_cli,
+    query_json,
     settings_from,
+    sql_time,
 )
+
+if TYPE_CHECKING:
+    from llmloop_processor.compare import Query
 
 DT = "DateTime64(3, 'UTC')"
 
@@ -87,15 +93,20 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _project(store: Any, args: argparse.Namespace, start: datetime, end: datetime) -> str:
+def _project(rows: Query, args: argparse.Namespace, start: datetime, end: datetime) -> str:
     """The project the model's completions in the window belong to (--project, or the only one)."""
-    found = store.query(
+    found = rows(
         "SELECT project_id, count() FROM completion_enrichments WHERE model = {model:String} "
         f"AND ts >= {{start:{DT}}} AND ts < {{end:{DT}}} "
         + ("AND project_id = {project:String} " if args.project else "")
         + "GROUP BY project_id ORDER BY project_id",
-        {"model": args.model, "start": start, "end": end, "project": args.project or ""},
-    ).rows
+        {
+            "model": args.model,
+            "start": sql_time(start),
+            "end": sql_time(end),
+            "project": args.project or "",
+        },
+    )
     if not found:
         raise CliError(
             f"no enriched completions of model {args.model!r}"
@@ -111,38 +122,46 @@ def _project(store: Any, args: argparse.Namespace, start: datetime, end: datetim
 
 
 def cmd_baseline_set(args: argparse.Namespace) -> int:
+    """Pin a window: read what it holds (through ``up`` when it runs), then publish the pin;
+    the processor stores it, as it stores a promotion (one writer)."""
+    from llmloop import topics
+    from llmloop.events import BaselinePinned
+
     start, end = _window(args)
     settings = settings_from(args)
-    store = open_store_for_cli(settings)
-    try:
-        project = _project(store, args, start, end)
-        count = store.query(
-            "SELECT uniqExact(event_id) FROM completion_enrichments WHERE project_id = {p:String} "
-            "AND model = {m:String} AND (prompt_version = {v:String} OR {v:String} = '') "
-            f"AND ts >= {{start:{DT}}} AND ts < {{end:{DT}}}",
-            {"p": project, "m": args.model, "v": args.prompt_version, "start": start, "end": end},
-        ).scalar()
-        store.command(
-            "INSERT INTO drift_baselines (project_id, model, prompt_version, window_start, "
-            "window_end, note, set_at) VALUES ({p:String}, {m:String}, {v:String}, "
-            f"{{start:{DT}}}, {{end:{DT}}}, {{note:String}}, now64(3))",
-            {
-                "p": project,
-                "m": args.model,
-                "v": args.prompt_version,
-                "start": start,
-                "end": end,
-                "note": args.note,
-            },
-        )
-    finally:
-        store.close()
+
+    def rows(sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        return [list(r.values()) for r in query_json(settings, sql, params)]
+
+    project = _project(rows, args, start, end)
+    [[count]] = rows(
+        "SELECT uniqExact(event_id) FROM completion_enrichments WHERE project_id = {p:String} "
+        "AND model = {m:String} AND (prompt_version = {v:String} OR {v:String} = '') "
+        f"AND ts >= {{start:{DT}}} AND ts < {{end:{DT}}}",
+        {
+            "p": project,
+            "m": args.model,
+            "v": args.prompt_version,
+            "start": sql_time(start),
+            "end": sql_time(end),
+        },
+    )
+    pin = BaselinePinned(
+        project_id=project,
+        model=args.model,
+        prompt_version=args.prompt_version,
+        window_start=start,
+        window_end=end,
+        note=args.note,
+    )
+    asyncio.run(publish_for_cli(settings, topics.EVENTS, [pin]))
     scope = (
         f"prompt version {args.prompt_version!r}" if args.prompt_version else "every prompt version"
     )
     print(
         f"baseline pinned for {project}/{args.model} ({scope}): "
-        f"{start.isoformat()} .. {end.isoformat()}, {count} completions"
+        f"{start.isoformat()} .. {end.isoformat()}, {count} completions "
+        "(the processor stores the pin; statistics use it from their next window)"
     )
     return 0
 
@@ -156,7 +175,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     settings = settings_from(args, ProcessorSettings)
     store = open_store_for_cli(settings)
     try:
-        project = _project(store, args, start, end)
+        project = _project(lambda sql, p: store.query(sql, p).rows, args, start, end)
         key = (project, args.model, args.prompt_version or None)
         current = windows.current(store, key, start, end, args.sample)
         reference, source = windows.reference(

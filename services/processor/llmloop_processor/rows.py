@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from llmloop.events import (
     AlertStateChanged,
+    BaselinePinned,
     ChatMessage,
     CompletionLogged,
     FeedbackGiven,
@@ -371,6 +372,40 @@ NOTIFICATION_ATTEMPTS = TableSpec(
     _notification,
 )
 
+
+def _baseline(e: BaselinePinned) -> dict[str, Any]:
+    return {
+        "event_id": str(e.event_id),
+        "project_id": e.project_id or "",
+        "model": e.model,
+        "prompt_version": e.prompt_version,
+        "window_start": e.window_start,
+        "window_end": e.window_end,
+        "note": e.note,
+        "set_at": e.timestamp,  # the pin's own time: the latest pin wins (ReplacingMergeTree)
+    }
+
+
+# Drift references pinned by `llmloop baseline set` (migrations 0008, 0020).
+DRIFT_BASELINES = TableSpec(
+    "drift_baselines",
+    "set_at",
+    "timestamp",
+    pa.schema(
+        [
+            ("event_id", S),
+            ("project_id", S),
+            ("model", S),
+            ("prompt_version", S),
+            ("window_start", TS),
+            ("window_end", TS),
+            ("note", S),
+            ("set_at", TS),
+        ]
+    ),
+    _baseline,
+)
+
 # Event wire type -> where it lands.
 SPECS: dict[str, TableSpec] = {
     "completion": COMPLETIONS,
@@ -379,6 +414,7 @@ SPECS: dict[str, TableSpec] = {
     "alert": ALERTS,
     "retrain": RETRAIN_JOBS,
     "notification": NOTIFICATION_ATTEMPTS,
+    "baseline": DRIFT_BASELINES,
 }
 
 

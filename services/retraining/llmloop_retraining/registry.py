@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from llmloop.cliutil import CliError
+from llmloop.cliutil import CliError, publish_for_cli, query_json
 from llmloop.events import GateResult, RetrainJobUpdated
 from llmloop.settings import Settings
 
@@ -19,14 +17,6 @@ _COLUMNS = (
     "project_id, model, version, job_id, base_model, launcher, artifact_uri, dataset_version, "
     "metrics, gate_passed, gate_reasons, status, registered_at, updated_at"
 )
-
-
-def query_json(settings: Settings, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of a SELECT as dicts, through a running ``up`` or straight from the store."""
-    from llmloop.cliutil import query_for_cli
-
-    raw = query_for_cli(settings, sql, params, "JSONEachRow", timeout_s=30)
-    return [orjson.loads(line) for line in raw.splitlines() if line.strip()]
 
 
 def fetch_versions(settings: Settings, *, model: str | None = None) -> list[dict[str, Any]]:
@@ -72,14 +62,6 @@ def promotion_event(row: dict[str, Any], *, forced: bool) -> RetrainJobUpdated:
 
 
 async def promote(settings: Settings, row: dict[str, Any], *, forced: bool) -> None:
-    from llmloop.bus import Record, open_bus
-    from llmloop.events import encode_event
     from llmloop.topics import RETRAIN
 
-    event = promotion_event(row, forced=forced)
-    bus = open_bus(settings.bus_url)
-    await bus.start()
-    try:
-        await bus.publish(RETRAIN, [Record(event.key(), encode_event(event))])
-    finally:
-        await bus.close()
+    await publish_for_cli(settings, RETRAIN, [promotion_event(row, forced=forced)])

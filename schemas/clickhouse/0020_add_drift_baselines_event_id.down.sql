@@ -1,0 +1,1 @@
+ALTER TABLE drift_baselines DROP COLUMN IF EXISTS event_id;
