@@ -40,7 +40,7 @@ def main() -> None:
     from llmloop.testing.corpus import long_completions
     from llmloop_processor import sentiment
     from llmloop_processor.bias import DEMOGRAPHIC_TERMS, demographic_groups
-    from llmloop_processor.enrich import is_refusal, text_features, toxicity
+    from llmloop_processor.features import is_refusal, text_features, toxicity
 
     pairs = long_completions("cooking", args.n // 2, 1) + long_completions(
         "programming", args.n - args.n // 2, 2

@@ -29,7 +29,7 @@ def main() -> None:
     from llmloop.store.migrate import migrate
     from llmloop.testing.corpus import prompts
     from llmloop_processor.embed import Embedder, quantize
-    from llmloop_processor.enrich import SCALAR_SCHEMA, _int8_lists
+    from llmloop_processor.enrichment import SCALAR_SCHEMA, int8_lists
 
     texts = list(dict.fromkeys(prompts("cooking", 3_000, 1) + prompts("programming", 3_000, 2)))
     base = Embedder().encode(texts[:1_000])
@@ -71,8 +71,8 @@ def main() -> None:
         for i in range(args.rows)
     ]
     table = pa.Table.from_pylist(rows, schema=SCALAR_SCHEMA)
-    table = table.append_column("prompt_embedding", _int8_lists(list(vectors(args.rows))))
-    table = table.append_column("completion_embedding", _int8_lists(list(vectors(args.rows))))
+    table = table.append_column("prompt_embedding", int8_lists(list(vectors(args.rows))))
+    table = table.append_column("completion_embedding", int8_lists(list(vectors(args.rows))))
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"chdb:///{tmp}/chdb")
         migrate(store)

@@ -22,8 +22,7 @@ from llmloop.store import Store
 from llmloop_processor import progress, windows
 from llmloop_processor.embed import Embedder
 from llmloop_processor.embedding import EmbeddingService, EmbeddingWriter
-from llmloop_processor.enrich import Enricher
-from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
+from llmloop_processor.enrichment import Enricher, EnrichmentService, EnrichmentWriter
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.sampling import AdaptiveSampler
 from llmloop_processor.sink import Sink

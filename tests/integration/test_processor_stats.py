@@ -232,8 +232,7 @@ def test_baseline_set_and_report_commands(tmp_path: Path) -> None:
     migrate(store)
     from llmloop_processor.embed import Embedder, Sampler
     from llmloop_processor.embedding import EmbeddingWriter
-    from llmloop_processor.enrich import Enricher
-    from llmloop_processor.enrichment import EnrichmentWriter
+    from llmloop_processor.enrichment import Enricher, EnrichmentWriter
 
     events = old[:120] + new[:120]
     EnrichmentWriter(store, Enricher(Sampler(1.0))).write(events)

@@ -21,8 +21,7 @@ from llmloop.events import (
     ThumbsFeedback,
     encode_event,
 )
-from llmloop_processor.enrich import Enricher
-from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
+from llmloop_processor.enrichment import Enricher, EnrichmentService, EnrichmentWriter
 from llmloop_processor.sink import Sink
 from llmloop_retraining.config import RetrainingSettings
 from llmloop_retraining.join import PairJoin

@@ -10,5 +10,5 @@ consumers (``llmloop.consumer``), or fed by the faust app's agents
 * the statistics timer (``stats``): windowed drift, bias and feedback metrics,
   published to ``llmloop.metrics.v1`` (names and labels listed in ``stats``).
 
-The maths (``drift``, ``bias``, ``feedback``, ``enrich``) are plain functions.
+The maths (``drift``, ``bias``, ``feedback``, ``features``) are plain functions.
 """

@@ -28,9 +28,8 @@ from llmloop.consumer import EventConsumer
 from llmloop.events import AnyEvent, CompletionLogged
 from llmloop.store import Store
 from llmloop_processor.embed import Embedder, quantize
-from llmloop_processor.enrich import EMBEDDING, int8_lists
+from llmloop_processor.enrichment import EMBEDDING, completions, int8_lists
 from llmloop_processor.enrichment import TABLE as ENRICHMENTS
-from llmloop_processor.enrichment import completions
 from llmloop_processor.sampling import EmbeddingSampler
 from llmloop_processor.writer import RETRY_WINDOW
 

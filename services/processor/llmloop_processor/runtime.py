@@ -12,8 +12,7 @@ from llmloop.store import Store
 from llmloop_processor import shard
 from llmloop_processor.embed import Embedder, Sampler
 from llmloop_processor.embedding import EmbeddingService, EmbeddingWriter
-from llmloop_processor.enrich import Enricher
-from llmloop_processor.enrichment import EnrichmentService, EnrichmentWriter
+from llmloop_processor.enrichment import Enricher, EnrichmentService, EnrichmentWriter
 from llmloop_processor.sampling import AdaptiveSampler, EmbeddingSampler
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.sink import Sink

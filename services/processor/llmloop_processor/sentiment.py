@@ -13,7 +13,7 @@ rules are kept exactly; what is gone is the work they never needed:
 * it runs its per-word rules for every word and scans a 60-word negation list
   per check; here only lexicon words get the rules, and negations are a set.
 
-``tests/unit/processor/test_enrich.py`` checks equality with the original on
+``tests/unit/processor/test_features.py`` checks equality with the original on
 realistic answers and on the rules' corner cases (negation, boosters, "but",
 "least", idioms, capitals, emojis). Only the compound score is computed.
 """

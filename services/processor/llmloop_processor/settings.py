@@ -190,7 +190,7 @@ class ProcessorSettings(Settings):
 
     def price_table(self) -> dict[str, tuple[float, float]]:
         """Default prices, overridden by the file, overridden by the inline setting."""
-        from llmloop_processor.enrich import DEFAULT_PRICES
+        from llmloop_processor.enrichment import DEFAULT_PRICES
 
         table = dict(DEFAULT_PRICES)
         if self.processor_prices_file is not None:

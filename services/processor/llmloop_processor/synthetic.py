@@ -18,7 +18,7 @@ import pyarrow as pa
 from llmloop.store import Store
 from llmloop_processor.embed import DIM
 from llmloop_processor.embedding import SCHEMA as EMBEDDING_SCHEMA
-from llmloop_processor.enrich import SCALAR_SCHEMA, int8_lists
+from llmloop_processor.enrichment import SCALAR_SCHEMA, int8_lists
 
 Key = tuple[str, str, str]
 

@@ -48,8 +48,10 @@ _CHOSEN = f"""
     SELECT event_id FROM completion_enrichments WHERE {_KEY}
     ORDER BY {_ORDER} LIMIT 1 BY event_id LIMIT {{cap:UInt32}}
 """
+# Then every column of those rows only (the ids are a parameter: chosen once, not once
+# per subquery that needs them).
 _ENRICHED = f"""
-    SELECT * FROM completion_enrichments WHERE {_KEY} AND event_id IN ({_CHOSEN})
+    SELECT * FROM completion_enrichments WHERE {_KEY} AND event_id IN {{ids:Array(UUID)}}
     ORDER BY {_ORDER} LIMIT 1 BY event_id
 """
 _SELECT = f"""
@@ -66,7 +68,7 @@ LEFT JOIN (
     -- Vectors written after the scalar row by the embedding stage (issue 18).
     SELECT event_id, prompt_embedding, completion_embedding FROM completion_embeddings
     WHERE project_id = {{project:String}} AND model = {{model:String}}
-      AND event_id IN ({_CHOSEN})
+      AND event_id IN {{ids:Array(UUID)}}
     LIMIT 1 BY event_id
 ) AS v ON v.event_id = e.event_id
 LEFT JOIN (
@@ -82,7 +84,7 @@ LEFT JOIN (
                    user_id != '', concat('u:', user_id), '') AS grp
     FROM completions
     WHERE project_id = {{project:String}} AND model = {{model:String}}
-      AND event_id IN ({_CHOSEN})
+      AND event_id IN {{ids:Array(UUID)}}
     LIMIT 1 BY event_id
 ) AS c ON c.event_id = e.event_id
 SETTINGS join_use_nulls = 1
@@ -210,15 +212,26 @@ def _key_params(key: tuple[str, str, str | None]) -> dict[str, Any]:
     }
 
 
+_IN_SPAN = f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}"
+
+
+def _sample(store: Store, where: str, order: str, params: dict[str, Any]) -> Window:
+    """The capped sample ``where`` selects, in ``order`` (embedded rows first): its ids,
+    then its rows."""
+    chosen = _CHOSEN.replace("{where}", where).replace("{order}", order)
+    ids = [row[0] for row in store.query(chosen, params).rows]
+    if not ids:
+        return _window(pa.table({}))
+    sql = _SELECT.replace("{where}", where).replace("{order}", order)
+    return _window(read_arrow(store, sql, {**params, "ids": ids}))
+
+
 def current(
     store: Store, key: tuple[str, str, str | None], start: datetime, end: datetime, cap: int
 ) -> Window:
     """A sample of at most ``cap`` completions of the window [start, end)."""
-    sql = _SELECT.replace("{where}", f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}").replace(
-        "{order}", "cityHash64(event_id)"
-    )
-    params = _key_params(key)
-    return _window(read_arrow(store, sql, {**params, "start": start, "end": end, "cap": cap}))
+    params = {**_key_params(key), "start": start, "end": end, "cap": cap}
+    return _sample(store, _IN_SPAN, "cityHash64(event_id)", params)
 
 
 def baseline(store: Store, key: tuple[str, str, str | None]) -> tuple[datetime, datetime] | None:
@@ -247,21 +260,13 @@ def reference(
     baseline set``), ``rolling`` (the given earlier span, when it holds ``min_rows``),
     else ``first_n`` (the key's first ``size`` completions)."""
     params = _key_params(key)
-    bounded = _SELECT.replace("{where}", f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}").replace(
-        "{order}", "cityHash64(event_id)"
-    )
     pinned = baseline(store, key)
     if pinned is not None:
-        table = read_arrow(
-            store, bounded, {**params, "start": pinned[0], "end": pinned[1], "cap": cap}
-        )
-        return _window(table), "pinned"
+        span = {**params, "start": pinned[0], "end": pinned[1], "cap": cap}
+        return _sample(store, _IN_SPAN, "cityHash64(event_id)", span), "pinned"
     if rolling is not None:
-        table = read_arrow(
-            store, bounded, {**params, "start": rolling[0], "end": rolling[1], "cap": cap}
-        )
-        window = _window(table)
+        span = {**params, "start": rolling[0], "end": rolling[1], "cap": cap}
+        window = _sample(store, _IN_SPAN, "cityHash64(event_id)", span)
         if window.size >= min_rows:
             return window, "rolling"
-    sql = _SELECT.replace("{where}", "1").replace("{order}", "ts, event_id")
-    return _window(read_arrow(store, sql, {**params, "cap": min(size, cap)})), "first_n"
+    return _sample(store, "1", "ts, event_id", {**params, "cap": min(size, cap)}), "first_n"

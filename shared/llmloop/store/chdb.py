@@ -54,36 +54,14 @@ class ChdbStore:
                     else said
                 )
             ) from error
-        # One session per thread, all on this path (the engine is shared, a session is
-        # a few KB): a session runs one statement at a time, so with one for everybody
-        # the sink's and the enricher's inserts queued behind every query of a
-        # statistics tick (seconds at 2,000 completions/s, issue 18). The creating
-        # thread keeps the session that proved the path could be opened.
-        self._sessions = [self._session]
-        self._local = threading.local()
-        self._local.session = self._session
+        # chDB sessions are thread-safe, but one statement at a time keeps inserts
+        # and queries from the writer thread and the HTTP thread from interleaving.
         self._lock = threading.Lock()
-        self._closed = False
-
-    def _mine(self) -> Any:
-        """This thread's session, opened on first use."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            from chdb import session as chdb_session
-
-            with self._lock:
-                if self._closed:
-                    raise StoreError("the store is closed")
-                session = chdb_session.Session(str(self.path))
-                self._sessions.append(session)
-            self._local.session = session
-        return session
 
     def _run(self, sql: str, fmt: str, params: Mapping[str, Any] | None) -> Any:
         try:
-            return self._mine().query(sql, fmt, params=_text_params(params))
-        except StoreError:
-            raise
+            with self._lock:
+                return self._session.query(sql, fmt, params=_text_params(params))
         except Exception as exc:
             raise StoreError(str(exc).strip()) from exc
 
@@ -108,22 +86,21 @@ class ChdbStore:
         with pa.ipc.new_stream(sink, data.schema) as writer:
             writer.write_table(data)
         columns = ", ".join(f"`{name}`" for name in data.column_names)
-        conn = self._mine()._conn
+        conn = self._session._conn
         if conn is None:
             raise StoreError(f"insert into {table} failed: the store is closed")
         try:
-            with conn.send_insert(f"INSERT INTO `{table}` ({columns})", "ArrowStream") as inserter:
+            with (
+                self._lock,
+                conn.send_insert(f"INSERT INTO `{table}` ({columns})", "ArrowStream") as inserter,
+            ):
                 inserter.append(sink.getvalue())
                 return int(inserter.finish().rows_written)
         except Exception as exc:
             raise StoreError(f"insert into {table} failed: {str(exc).strip()}") from exc
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        self._session.close()
 
 
 @contextlib.contextmanager

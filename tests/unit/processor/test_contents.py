@@ -14,7 +14,7 @@ from llmloop.events import (
     CompletionLogged,
     MessagePart,
 )
-from llmloop_processor.enrich import DEFAULT_PRICES, cost_usd
+from llmloop_processor.enrichment import DEFAULT_PRICES, cost_usd
 from llmloop_processor.writer import StoreWriter
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -154,8 +154,7 @@ def test_feedback_on_a_dropped_copy_or_naming_only_a_response_finds_the_stored_c
 
 def test_the_enricher_reads_content_that_came_first_as_log_records(store):
     from llmloop_processor.embed import Sampler
-    from llmloop_processor.enrich import Enricher
-    from llmloop_processor.enrichment import EnrichmentWriter
+    from llmloop_processor.enrichment import Enricher, EnrichmentWriter
 
     StoreWriter(store).write([content(1)])
     EnrichmentWriter(store, Enricher(Sampler(1.0))).write([span_completion(1)])

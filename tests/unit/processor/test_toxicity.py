@@ -38,12 +38,14 @@ def test_probabilities_equal_profanity_checks_own() -> None:
     assert max(ours) > 0.9 and min(ours) < 0.1  # both ends of the scale are exercised
 
 
-def test_the_feature_worker_never_loads_scikit_learn() -> None:
+def test_the_feature_worker_never_loads_scikit_learn_arrow_or_the_event_models() -> None:
+    # What the worker process imports is what it holds resident (issue 18: the tree's RSS).
+    heavy = ("sklearn", "scipy", "pandas", "joblib", "pyarrow", "pydantic")
     code = (
         "import sys\n"
-        "from llmloop_processor.enrich import text_features\n"
+        "from llmloop_processor.features import text_features\n"
         "text_features(['you idiot, she said'], ['damn, sorry, I cannot help'])\n"
-        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'joblib') if m in sys.modules))\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -1,4 +1,4 @@
-"""Enrichment features, list in, rows out."""
+"""Text features and enrichment rows, list in, rows out."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ import random
 
 from llmloop.events import CompletionLogged
 from llmloop_processor.embed import Sampler
-from llmloop_processor.enrich import (
-    DEFAULT_PRICES,
-    Enricher,
-    estimate_tokens,
-    is_refusal,
-    pii_flags,
-    price_for,
-)
+from llmloop_processor.enrichment import DEFAULT_PRICES, Enricher, estimate_tokens, price_for
+from llmloop_processor.features import is_refusal, pii_flags
 
 
 def test_refusals_are_recognised_and_answers_are_not() -> None:
@@ -29,7 +23,7 @@ def test_refusal_gate_never_changes_the_answer() -> None:
     import random
 
     from llmloop.testing.corpus import long_completions
-    from llmloop_processor.enrich import _REFUSAL, _REFUSAL_ANYWHERE
+    from llmloop_processor.features import _REFUSAL, _REFUSAL_ANYWHERE
 
     def reference(text: str) -> bool:
         return bool(_REFUSAL.search(text[:200]) or _REFUSAL_ANYWHERE.search(text[:2000]))
