@@ -48,24 +48,6 @@ _CHOSEN = f"""
     SELECT event_id FROM completion_enrichments WHERE {_KEY}
     ORDER BY {_ORDER} LIMIT 1 BY event_id LIMIT {{cap:UInt32}}
 """
-# The first-N reference: the key's first ``cap`` embedded completions and its first
-# ``cap`` completions (two prefixes in ``ts`` order, the table's order after the key),
-# then embedded first as everywhere. The same rows as ordering the key's whole history
-# (the non-embedded rows it needs are always among its first ``cap``), but a tick reads
-# two prefixes instead of sorting a history that grows with every completion.
-_FIRST_N = f"""
-    SELECT event_id FROM (
-        SELECT * FROM (
-            SELECT event_id, embedding_state, ts FROM completion_enrichments WHERE {_KEY}
-              AND embedding_state IN ('sampled', 'embedded')
-            ORDER BY ts, event_id LIMIT {{cap:UInt32}})
-        UNION ALL
-        SELECT * FROM (
-            SELECT event_id, embedding_state, ts FROM completion_enrichments WHERE {_KEY}
-            ORDER BY ts, event_id LIMIT {{cap:UInt32}})
-    )
-    ORDER BY {_ORDER} LIMIT 1 BY event_id LIMIT {{cap:UInt32}}
-"""
 # Then every column of those rows only (the ids are a parameter: chosen once, not once
 # per subquery that needs them).
 _ENRICHED = f"""
@@ -233,12 +215,10 @@ def _key_params(key: tuple[str, str, str | None]) -> dict[str, Any]:
 _IN_SPAN = f"ts >= {{start:{DT}}} AND ts < {{end:{DT}}}"
 
 
-def _sample(
-    store: Store, where: str, order: str, params: dict[str, Any], chosen: str = _CHOSEN
-) -> Window:
-    """The capped sample ``where`` selects, in ``order`` (embedded rows first): its ids
-    (``chosen``), then its rows."""
-    chosen = chosen.replace("{where}", where).replace("{order}", order)
+def _sample(store: Store, where: str, order: str, params: dict[str, Any]) -> Window:
+    """The capped sample ``where`` selects, in ``order`` (embedded rows first): its ids,
+    then its rows."""
+    chosen = _CHOSEN.replace("{where}", where).replace("{order}", order)
     ids = [row[0] for row in store.query(chosen, params).rows]
     if not ids:
         return _window(pa.table({}))
@@ -289,5 +269,4 @@ def reference(
         window = _sample(store, _IN_SPAN, "cityHash64(event_id)", span)
         if window.size >= min_rows:
             return window, "rolling"
-    first = {**params, "cap": min(size, cap)}
-    return _sample(store, "1", "ts, event_id", first, chosen=_FIRST_N), "first_n"
+    return _sample(store, "1", "ts, event_id", {**params, "cap": min(size, cap)}), "first_n"

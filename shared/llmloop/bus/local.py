@@ -21,9 +21,7 @@ _CROSS_PROCESS_POLL_S = 0.05  # another process may append to a shared file
 # Events published by this process, kept for its consumers by (topic, offset): the newest
 # this many. Consumers at the head of the log (all of them, when they keep up) get the
 # event its producer validated instead of parsing the bytes again (llmloop.consumer).
-# 8,192 is 4 s of 2,000 completions/s, twice the enricher's worst lag in bench/up_load.py;
-# a realistic completion held this way is about 3 KB (issue 18: the tree's RSS).
-RECENT_EVENTS = 8_192
+RECENT_EVENTS = 16_384
 
 
 class LogStorage(abc.ABC):
