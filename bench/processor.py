@@ -35,6 +35,7 @@ def main() -> None:
     from llmloop.store import open_store
     from llmloop.store.migrate import migrate
     from llmloop.testing.corpus import prompts
+    from llmloop_processor import sentiment
     from llmloop_processor.embed import Embedder, Sampler
     from llmloop_processor.embedding import EmbeddingWriter
     from llmloop_processor.enrichment import Enricher, EnrichmentWriter
@@ -61,6 +62,7 @@ def main() -> None:
         ]
 
     def rate(stage: str, n: int, run: int, handle) -> float:  # type: ignore[no-untyped-def]
+        sentiment.clear_cache()  # each stage scores its texts afresh (they repeat by run)
         with tempfile.TemporaryDirectory() as tmp:
             store = open_store(f"chdb:///{tmp}/chdb")
             migrate(store)

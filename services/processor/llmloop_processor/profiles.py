@@ -44,7 +44,8 @@ def _whylogs() -> Any:
         np.unicode_ = np.str_  # type: ignore[attr-defined]
     if "whylogs" not in sys.modules:
         hidden = {name: sys.modules.get(name) for name in _UNUSED}
-        sys.modules.update(dict.fromkeys(_UNUSED))  # None: `import` raises ImportError
+        for name in _UNUSED:
+            sys.modules[name] = None  # type: ignore[assignment]  # None: `import` fails
         try:
             import whylogs  # noqa: F401
         finally:

@@ -145,18 +145,16 @@ class Retrainer:
                 events.append(event)
         async with self._lock:
             if self.store is None:
-                await self._apply(events)
+                await self._join(events)
             else:
                 feedback, known = await asyncio.to_thread(feedback_and_named, events, self.store)
-                await self._apply(feedback, list(known.values()))
+                await self._join(feedback, list(known.values()))
             for alert in alerts:
                 for model in self.join.models():
                     if alert_matches(self.policies.for_model(model), alert, model):
                         self.check(model, alert=alert)
 
-    async def _apply(
-        self, events: Sequence[AnyEvent], completions: Sequence[P.Completion] = ()
-    ) -> None:
+    async def _join(self, events: Sequence[Any], completions: Sequence[P.Completion] = ()) -> None:
         """Apply a batch to the join (under the lock) and check the models that got pairs."""
         result = await asyncio.to_thread(self.join.apply, events, completions)
         if result.pairs or result.drops:
@@ -175,7 +173,7 @@ class Retrainer:
                 if waiting:
                     found = await asyncio.to_thread(stored_completions, self.store, waiting)
                     if found:
-                        await self._apply([], list(found.values()))
+                        await self._join([], list(found.values()))
 
     # --- policies and jobs --------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,7 +34,7 @@ class Up:
         )
         wait_ready(self.url, self.proc, self.log, path="/healthz", timeout_s=60)
 
-    def post(self, events: list[dict]) -> httpx.Response:
+    def post(self, events: list[dict[str, Any]]) -> httpx.Response:
         # The API is authenticated; `up` keeps a key for local use in DATA_DIR/local.key.
         key = (self.data_dir / "local.key").read_text().strip()
         return httpx.post(
