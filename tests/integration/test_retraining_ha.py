@@ -23,6 +23,7 @@ from llmloop.bus import Record, open_bus
 from llmloop.events import CompletionLogged, encode_event
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
+from llmloop_processor.enrichment import Enricher, EnrichmentWriter
 from llmloop_processor.writer import StoreWriter
 from llmloop_retraining.join import PairJoin
 
@@ -112,9 +113,14 @@ async def test_two_replicas_controller_killed_every_feedback_one_pair(
     async def publish(events) -> None:
         await bus.publish(topics.EVENTS, [Record(e.key(), encode_event(e)) for e in events])
 
-    writer = StoreWriter(store)
+    def processor_writes(events) -> None:
+        """What the processor does with completions: stores them, then enriches them
+        (retraining pairs a completion once it is enriched, issue 14)."""
+        StoreWriter(store).write(events)
+        EnrichmentWriter(store, Enricher(None)).write(events)
+
     try:
-        writer.write([e for e in completions if e.event_id not in late])
+        processor_writes([e for e in completions if e.event_id not in late])
         replica("a")
         replica("b")
         await wait_until(lambda: controller() is not None, 60, "no controller")
@@ -135,7 +141,7 @@ async def test_two_replicas_controller_killed_every_feedback_one_pair(
         replica("c")  # one added back
         await publish(stream[2 * third :])
         await asyncio.sleep(2)
-        writer.write([e for e in completions if e.event_id in late])
+        processor_writes([e for e in completions if e.event_id in late])
         await publish([e for e in completions if e.event_id in late])
 
         def state_db():
