@@ -46,7 +46,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from llmloop.cliutil import sql_time
 from llmloop_processor.windows import DT, NEGATIVE
 
 # SQL and parameters in, rows out: a Store's ``query(...).rows``, or the CLI's read
@@ -278,7 +277,7 @@ def arm_sums(
         params["project"] = project
     for name, value in (("since", since), ("until", until)):
         if value is not None:
-            params[name] = sql_time(value)
+            params[name] = value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     rows = query(sql, params)
     return {str(v): (int(n), float(s), float(ss)) for v, n, s, ss in rows}
 
