@@ -32,7 +32,13 @@ from pydantic import ValidationError
 
 from llmloop import topics
 from llmloop.bus import Consumer, EventBus, Message, Record, consume
-from llmloop.events import AnyEvent, error_field, parse_event
+from llmloop.events import (
+    STAMPED_AT_INGEST,
+    AnyEvent,
+    error_field,
+    mark_stamped_at_ingest,
+    parse_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,11 @@ PROGRESS_EVERY_S = 30.0
 def decode(message: Message) -> AnyEvent:
     """The event of ``message``: the one its producer in this process validated, else
     parsed from its bytes (raises ``pydantic.ValidationError``)."""
-    event = message.event
-    return event if event is not None else parse_event(message.value)
+    given: AnyEvent | None = message.event
+    if given is not None:
+        return given
+    event = parse_event(message.value)
+    return mark_stamped_at_ingest(event) if STAMPED_AT_INGEST in message.headers else event
 
 
 @dataclass

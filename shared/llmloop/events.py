@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 import orjson
 from pydantic import (
@@ -577,6 +577,28 @@ def error_field(error: Mapping[str, Any]) -> str:
     if error.get("type") in {"union_tag_invalid", "union_tag_not_found"}:
         loc.append(str(error.get("ctx", {}).get("discriminator", "type")).strip("'"))
     return ".".join(str(p) for p in loc) or "(event)"
+
+
+AnyEventT = TypeVar("AnyEventT", bound=Event)
+
+# The header ingest puts on a record whose event came without a `timestamp`: ingest
+# stamped "now", so a client's retry of it carries a later time than the copy already
+# stored, and the writers look further back for that copy (llmloop_processor.writer).
+STAMPED_AT_INGEST = ("llmloop-timestamp", b"ingest")
+
+
+def stamped_at_ingest(event: Event) -> bool:
+    """Whether the event's timestamp is the moment it was received, not one its sender
+    set: true for an event validated without one (ingest, or one made in this process),
+    and for one parsed from a record that carries ``STAMPED_AT_INGEST``."""
+    return "timestamp" not in event.model_fields_set
+
+
+def mark_stamped_at_ingest(event: AnyEventT) -> AnyEventT:
+    """The event parsed from a record with ``STAMPED_AT_INGEST``, marked as such: its
+    bytes carry a timestamp, but not one the sender set."""
+    event.__pydantic_fields_set__.discard("timestamp")
+    return event
 
 
 def parse_event(data: bytes | str) -> AnyEvent:

@@ -15,10 +15,12 @@ from llmloop.bus import BusError, EventBus, Record
 from llmloop.events import (
     MAX_LABELS,
     MAX_MESSAGES,
+    STAMPED_AT_INGEST,
     IngestEvent,
     encode_event,
     error_field,
     ingest_adapter,
+    stamped_at_ingest,
 )
 from llmloop.redaction import redact_url
 from llmloop_ingest.metrics import IngestMetrics
@@ -151,7 +153,15 @@ class Publisher:
             return
         # The validated events travel with their bytes: consumers in this process (`llmloop
         # up`) take them instead of parsing again (llmloop.consumer.decode).
-        records = [Record(key=e.key(), value=encode_event(e), event=e) for e in events]
+        records = [
+            Record(
+                key=e.key(),
+                value=encode_event(e),
+                headers=(STAMPED_AT_INGEST,) if stamped_at_ingest(e) else (),
+                event=e,
+            )
+            for e in events
+        ]
         try:
             await asyncio.wait_for(
                 self.bus.publish(topics.EVENTS, records), self.settings.publish_timeout_s

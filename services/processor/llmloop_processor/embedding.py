@@ -31,7 +31,7 @@ from llmloop_processor.embed import Embedder, quantize
 from llmloop_processor.enrichment import EMBEDDING, completions, int8_lists
 from llmloop_processor.enrichment import TABLE as ENRICHMENTS
 from llmloop_processor.sampling import EmbeddingSampler
-from llmloop_processor.writer import RETRY_WINDOW
+from llmloop_processor.writer import stored_copy
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +63,17 @@ class EmbeddingWriter:
 
     def decisions(self, events: Sequence[CompletionLogged]) -> dict[Any, tuple[str, float]]:
         """event_id -> (embedding_state, rate) of the events the enricher has stored."""
+        where, params = stored_copy(events)
         found = self.store.query(
-            f"SELECT event_id, embedding_state, embedding_sample_rate FROM {ENRICHMENTS} "
-            "WHERE ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
-            "AND event_id IN {ids:Array(UUID)}",
-            _span(events),
+            "SELECT event_id, embedding_state, embedding_sample_rate "
+            f"FROM {ENRICHMENTS} WHERE {where}",
+            params,
         )
         return {row[0]: (row[1], float(row[2])) for row in found.rows}
 
     def already_embedded(self, events: Sequence[CompletionLogged]) -> set[Any]:
-        found = self.store.query(
-            f"SELECT event_id FROM {TABLE} "
-            "WHERE ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
-            "AND event_id IN {ids:Array(UUID)}",
-            _span(events),
-        )
+        where, params = stored_copy(events)
+        found = self.store.query(f"SELECT event_id FROM {TABLE} WHERE {where}", params)
         return {row[0] for row in found.rows}
 
     def write(
@@ -124,16 +120,6 @@ class EmbeddingWriter:
             pa.field("completion_embedding", EMBEDDING), int8_lists(list(vectors[n:]))
         )
         return self.store.insert(TABLE, table)
-
-
-def _span(events: Sequence[CompletionLogged]) -> dict[str, Any]:
-    # As the writers do: a client retry stamped "now" by ingest carries a later time
-    # than the copy the enricher stored.
-    return {
-        "lo": min(e.timestamp for e in events) - RETRY_WINDOW,
-        "hi": max(e.timestamp for e in events),
-        "ids": list({e.event_id for e in events}),
-    }
 
 
 class EnrichmentPending(RuntimeError):

@@ -31,7 +31,7 @@ from llmloop.store import Store
 from llmloop_processor.contents import ContentJoin
 from llmloop_processor.features import FeatureWorker, text_features
 from llmloop_processor.sampling import EmbeddingSampler
-from llmloop_processor.writer import RETRY_WINDOW
+from llmloop_processor.writer import stored_copy
 
 log = logging.getLogger(__name__)
 
@@ -253,18 +253,8 @@ class EnrichmentWriter:
         unique = {e.event_id: e for e in events}
         if not unique:
             return 0
-        found = self.store.query(
-            f"SELECT event_id FROM {TABLE} WHERE ts "
-            "BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
-            "AND event_id IN {ids:Array(UUID)}",
-            {
-                # As the sink does: a client retry stamped "now" by ingest carries a
-                # later time than the copy already enriched.
-                "lo": min(e.timestamp for e in unique.values()) - RETRY_WINDOW,
-                "hi": max(e.timestamp for e in unique.values()),
-                "ids": list(unique),
-            },
-        )
+        where, params = stored_copy(list(unique.values()))
+        found = self.store.query(f"SELECT event_id FROM {TABLE} WHERE {where}", params)
         stored = {row[0] for row in found.rows}
         new = [e for event_id, e in unique.items() if event_id not in stored]
         if not new:

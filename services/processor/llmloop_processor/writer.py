@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from llmloop.events import AnyEvent, CompletionLogged
+from llmloop.events import AnyEvent, CompletionLogged, stamped_at_ingest
 from llmloop.store import Store
 from llmloop_processor.contents import COMPLETION_CONTENTS, ContentJoin
 from llmloop_processor.rows import SPECS as _ROW_SPECS
@@ -30,6 +30,37 @@ SPECS = {**_ROW_SPECS, "completion_content": COMPLETION_CONTENTS}
 # A client that leaves `timestamp` out gets "now" at ingest, so a retry of the
 # same event_id carries a later time than the copy already stored: look that far back.
 RETRY_WINDOW = timedelta(days=7)
+# Two instrumentations of one call send two spans of one response, started within the
+# call: their copies are looked for this far either side (not the RETRY_WINDOW: the look
+# reads every row of its span, issue 18).
+SAME_RESPONSE_WINDOW = timedelta(minutes=10)
+DT = "DateTime64(3, 'UTC')"
+
+
+def stored_copy(
+    events: Sequence[Any], column: str = "ts", attribute: str = "timestamp"
+) -> tuple[str, dict[str, Any]]:
+    """Where a stored copy of one of ``events`` can be: a condition on ``event_id`` and
+    ``column``, and its parameters.
+
+    A redelivered event carries the time of the copy stored, so each event is looked
+    for at its own time: the primary key then reads the granules of those times only,
+    however long the history (a look over the whole ``RETRY_WINDOW`` for every event
+    grew with every minute of traffic, issue 18). Only an event whose time ingest
+    stamped (``stamped_at_ingest``) is looked for over the ``RETRY_WINDOW`` before it.
+    """
+    times = [getattr(e, attribute) for e in events]
+    params: dict[str, Any] = {
+        "ids": list({e.event_id for e in events}),
+        # As stored: DateTime64(3), the sub-millisecond part dropped.
+        "times": sorted({t.replace(microsecond=t.microsecond // 1000 * 1000) for t in times}),
+    }
+    where = f"{column} IN {{times:Array({DT})}}"
+    stamped = [t for e, t in zip(events, times, strict=True) if stamped_at_ingest(e)]
+    if stamped:
+        params |= {"lo": min(stamped) - RETRY_WINDOW, "hi": max(stamped)}
+        where = f"({where} OR {column} BETWEEN {{lo:{DT}}} AND {{hi:{DT}}})"
+    return f"{where} AND event_id IN {{ids:Array(UUID)}}", params
 
 
 @dataclass
@@ -101,8 +132,8 @@ class StoreWriter:
             "BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
             "AND response_id IN {ids:Array(String)}",
             {
-                "lo": min(times) - RETRY_WINDOW,
-                "hi": max(times) + RETRY_WINDOW,
+                "lo": min(times) - SAME_RESPONSE_WINDOW,
+                "hi": max(times) + SAME_RESPONSE_WINDOW,
                 "ids": sorted({e.response_id for e in with_id if e.response_id}),
             },
         )
@@ -119,15 +150,8 @@ class StoreWriter:
         return out
 
     def _stored_ids(self, spec: TableSpec, events: list[AnyEvent]) -> set[tuple[Any, Any]]:
-        times = [getattr(e, spec.time_attribute) for e in events]
+        where, params = stored_copy(events, spec.time_column, spec.time_attribute)
         found = self.store.query(
-            f"SELECT project_id, event_id FROM {spec.table} WHERE {spec.time_column} "
-            "BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
-            "AND event_id IN {ids:Array(UUID)}",
-            {
-                "lo": min(times) - RETRY_WINDOW,
-                "hi": max(times),
-                "ids": [e.event_id for e in events],
-            },
+            f"SELECT project_id, event_id FROM {spec.table} WHERE {where}", params
         )
         return {(row[0], row[1]) for row in found.rows}
