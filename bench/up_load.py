@@ -251,6 +251,9 @@ def main() -> None:
                     break
                 time.sleep(2)
             drained = time.monotonic() - began - elapsed
+            # The report's own queries (quantiles and joins over every row) run in the
+            # runtime too: the goal is about serving the traffic, so its peak is apart.
+            serving_peak, serving_by_pid = watch.peak_rss, dict(watch.peak_by_pid)
             report(sql, accepted, drained)
             watch.stopped.set()
             cpu_total = sum(c for _, c in watch.cpu.values())
@@ -258,7 +261,7 @@ def main() -> None:
             for pid, (name, seconds) in sorted(watch.cpu.items(), key=lambda x: -x[1][1]):
                 print(
                     f"CPU {name:<22} {seconds:7.0f} s = {seconds / wall:.2f} cores; "
-                    f"peak RSS {watch.peak_by_pid.get(pid, 0) / 2**20:6.0f} MiB"
+                    f"peak RSS serving {serving_by_pid.get(pid, 0) / 2**20:6.0f} MiB"
                 )
             print(f"CPU tree total {cpu_total / wall:.2f} cores over {wall:.0f} s")
             busiest = ", ".join(f"{name} {sec:.0f} s" for name, sec in watch.busiest_threads())
@@ -270,7 +273,9 @@ def main() -> None:
                 f"{os.getloadavg()[0]:.1f} (a shared machine: other work competes)"
             )
             print(
-                f"peak RSS of the process tree {watch.peak_rss / 2**30:.2f} GiB (goal <= 1.2 GiB)"
+                f"peak RSS of the process tree while serving and draining "
+                f"{serving_peak / 2**30:.2f} GiB (goal <= 1.2 GiB); with this report's "
+                f"queries {watch.peak_rss / 2**30:.2f} GiB"
             )
             lines = log_path.read_text().splitlines()
             ticks = [float(t) for t in TICK.findall("\n".join(lines))]

@@ -23,7 +23,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from llmloop.bus import open_bus
-from llmloop.lifecycle import stop_on_signals, tune_gc
+from llmloop.lifecycle import stop_on_signals, tune_gc, tune_memory
 from llmloop.runtime_file import TOKEN_HEADER, RuntimeInfo
 from llmloop.service import ServiceSpec, Wiring, build_parts, discover, run_parts, wiring_for
 from llmloop.settings import Settings
@@ -104,6 +104,7 @@ async def run_embedded(
     ready: asyncio.Event | None = None,
 ) -> None:
     """Run until SIGINT / SIGTERM: migrate, then API + processor (+ demo traffic)."""
+    tune_memory()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     listening = listen(settings.host, settings.port)  # first: a busy port fails at once
     try:

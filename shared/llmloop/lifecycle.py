@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
+import logging
+import platform
 import signal
 from collections.abc import AsyncIterator
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -39,3 +45,29 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+def tune_memory() -> None:
+    """Give memory back once a busy moment is over, in a process that stays up.
+
+    * glibc: big blocks (Arrow batches, numpy windows, request bodies) always get
+      pages of their own, returned when freed. By default the threshold for that
+      rises to the largest block freed so far, after which such blocks are carved
+      out of the heap, which fragments and never shrinks. At most two arenas: every
+      thread (the store's, the event loop's, ``to_thread``'s) would otherwise get
+      one of its own.
+    * Arrow allocates from the system allocator, so its buffers follow the same
+      rule (its mimalloc pool kept what the busiest batch asked for).
+
+    Call it first, before threads start. ``llmloop up`` on 2 cores: bench/up_load.py.
+    """
+    if platform.libc_ver()[0] == "glibc":
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, 2)
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+    try:
+        import pyarrow as pa
+    except ImportError:  # a service without the store extra
+        return
+    pa.set_memory_pool(pa.system_memory_pool())
+    log.debug("allocators tuned: glibc mmap threshold 256 KiB, 2 arenas; Arrow on malloc")

@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from llmloop.bus import EventBus, open_bus
-from llmloop.lifecycle import stop_on_signals
+from llmloop.lifecycle import stop_on_signals, tune_memory
 from llmloop.redaction import redact_url
 from llmloop.settings import Settings
 from llmloop.store import Store, open_store
@@ -170,6 +170,7 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
     """Run one service on its own (the distributed runtime) until SIGINT / SIGTERM."""
     if spec.parts is None:
         raise ValueError(f"service {spec.name!r} runs nothing on a bus")
+    tune_memory()
     settings = derive_settings(spec.settings, settings)
     embedded = settings.store_url.startswith("chdb:")
     store = None
