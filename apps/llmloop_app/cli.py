@@ -59,8 +59,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from llmloop.redaction import redact_url
     from llmloop.store.migrate import migrate
+    from llmloop.urls import redact_url
 
     settings = settings_from(args)
     cluster = args.cluster if args.cluster is not None else settings.clickhouse_cluster

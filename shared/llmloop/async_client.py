@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from llmloop.delivery import Answer, Verdict, backoff, batch_body, judge
-from llmloop.redaction import redact_url
 from llmloop.sdk_base import ClientBase
+from llmloop.urls import redact_url
 
 log = logging.getLogger("llmloop.sdk")
 

@@ -68,9 +68,9 @@ def add_log_option(p: argparse.ArgumentParser) -> None:
 
 def open_store_for_cli(settings: Settings) -> Store:
     """Open the store, or explain in one line why it cannot be opened now."""
-    from llmloop.redaction import redact_url
     from llmloop.runtime_file import RuntimeInfo
     from llmloop.store import StoreError, StoreLocked, open_store
+    from llmloop.urls import redact_url
 
     try:
         return open_store(settings.store_url)

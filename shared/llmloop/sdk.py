@@ -29,8 +29,8 @@ import httpx
 
 from llmloop.async_client import AsyncClient
 from llmloop.delivery import Answer, Verdict, backoff, batch_body, judge
-from llmloop.redaction import redact_url
 from llmloop.sdk_base import DEFAULT_ENDPOINT, ClientBase, default_spool_dir, local_key
+from llmloop.urls import redact_url
 
 __all__ = ["DEFAULT_ENDPOINT", "AsyncClient", "Client", "default_spool_dir", "local_key"]
 

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 from llmloop.bus import EventBus, open_bus
 from llmloop.lifecycle import stop_on_signals, tune_memory
-from llmloop.redaction import redact_url
 from llmloop.settings import Settings
 from llmloop.store import Store, open_store
+from llmloop.urls import redact_url
 
 log = logging.getLogger(__name__)
 

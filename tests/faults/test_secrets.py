@@ -42,12 +42,12 @@ import pytest
 from llmloop import topics
 from llmloop.bus import open_bus
 from llmloop.events import parse_event
-from llmloop.redaction import redact_url
 from llmloop.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidSignature
 from llmloop.testing.metrics import metric_event, publish_metrics, running
 from llmloop.testing.server import completion, wait_ready
 from llmloop.testing.tansu import free_port
 from llmloop.testing.webhooks import Received, WebhookReceiver
+from llmloop.urls import redact_url
 from llmloop_alerting.service import AlertingService
 from llmloop_alerting.settings import AlertingSettings
 from llmloop_app.cli import main

@@ -67,7 +67,7 @@ from pydantic import (
 
 from llmloop.contracts.metrics import CATALOGUE, UNITS
 from llmloop.events import MetricComputed
-from llmloop.redaction import redact_url
+from llmloop.urls import redact_url
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*"

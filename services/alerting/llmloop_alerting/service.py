@@ -28,7 +28,7 @@ from llmloop import topics
 from llmloop.bus import BusUnavailable, EventBus, Message, Record, consume
 from llmloop.consumer import decode
 from llmloop.events import AlertStateChanged, MetricComputed, encode_event
-from llmloop.redaction import redact_url
+from llmloop.urls import redact_url
 from llmloop_alerting.journal import Journal, Notification
 from llmloop_alerting.rules import RulesError, RuleSet, default_rules_path, load_rules
 from llmloop_alerting.settings import AlertingSettings

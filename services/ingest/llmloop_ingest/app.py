@@ -21,8 +21,8 @@ from starlette.routing import Route
 from llmloop import __version__
 from llmloop.bus import EventBus, open_bus
 from llmloop.events import IngestEvent, error_field
-from llmloop.redaction import redact_url
 from llmloop.settings import Settings
+from llmloop.urls import redact_url
 from llmloop_ingest.auth import Authenticator, authenticator_from
 from llmloop_ingest.bodies import problem
 from llmloop_ingest.metrics import IngestMetrics, MetricsMiddleware

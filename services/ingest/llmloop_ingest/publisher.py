@@ -22,7 +22,7 @@ from llmloop.events import (
     ingest_adapter,
     stamped_at_ingest,
 )
-from llmloop.redaction import redact_url
+from llmloop.urls import redact_url
 from llmloop_ingest.metrics import IngestMetrics
 from llmloop_ingest.redact import redact_event
 from llmloop_ingest.settings import IngestSettings

@@ -3,18 +3,19 @@
 Feedback metrics describe the completions *made* in the window, with whatever
 feedback they received since (the runner passes a window old enough for it to
 have arrived: ``processor_feedback_settle_s``). "Negative" has one definition,
-the one the bias statistics use (``windows.NEGATIVE``): a thumbs down, a score in
-the lower half of its scale, or a correction.
+``llmloop.contracts.feedback``, the one the bias statistics use: a thumbs down, a
+score in the lower half of its scale, or a correction.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from llmloop.contracts.feedback import NEGATIVE, NEGATIVE_KINDS
 from llmloop.events import MetricComputed
 from llmloop.store import Store
 from llmloop_processor.metric_sink import MetricSink
-from llmloop_processor.windows import DT, NEGATIVE
+from llmloop_processor.windows import DT
 
 Key = tuple[str, str, str]
 
@@ -58,7 +59,7 @@ def feedback_metrics(store: Store, start: datetime, end: datetime) -> list[Metri
               WHERE ts >= {{start:{DT}}} AND ts < {{end:{DT}}} LIMIT 1 BY event_id) AS c
         INNER JOIN (
             SELECT project_id, completion_id, {NEGATIVE} AS negative FROM feedback
-            WHERE kind IN ('thumbs', 'score', 'correction') GROUP BY project_id, completion_id
+            WHERE kind IN ({NEGATIVE_KINDS}) GROUP BY project_id, completion_id
         ) AS f ON f.completion_id = c.event_id AND f.project_id = c.project_id
         GROUP BY c.project_id, c.model, c.prompt_version
         """,

@@ -54,7 +54,7 @@ def _exec_faust_worker(settings: Any) -> None:
     import os
 
     from llmloop.bus.kafka import KafkaOptions
-    from llmloop.redaction import redact_url
+    from llmloop.urls import redact_url
 
     if not settings.bus_url.startswith("kafka://"):
         raise CliError(

@@ -46,7 +46,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from llmloop_processor.windows import DT, NEGATIVE
+from llmloop.contracts.feedback import NEGATIVE, NEGATIVE_KINDS
+from llmloop_processor.windows import DT
 
 # SQL and parameters in, rows out: a Store's ``query(...).rows``, or the CLI's read
 # through a running ``llmloop up``.
@@ -98,7 +99,7 @@ OUTCOMES: dict[str, Outcome] = {  # in VERSION_OUTCOMES's order (the catalogue's
             "rate",
             False,
             "proportion",
-            _FEEDBACK.format(expr=NEGATIVE, kinds="'thumbs', 'score', 'correction'"),
+            _FEEDBACK.format(expr=NEGATIVE, kinds=NEGATIVE_KINDS),
         ),
         Outcome(
             "mean_score",

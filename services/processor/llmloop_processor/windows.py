@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 
-from llmloop.contracts import feedback as feedback_contract
+from llmloop.contracts.feedback import NEGATIVE, NEGATIVE_KINDS
 from llmloop.store import Store
 from llmloop_processor.embed import DIM, dequantize
 
@@ -33,8 +33,6 @@ SCALARS = (
     "completion_toxicity",
 )
 DT = "DateTime64(3, 'UTC')"
-# Negative feedback on a completion, as everything reads it (llmloop.contracts.feedback).
-NEGATIVE = feedback_contract.NEGATIVE
 
 _KEY = """project_id = {project:String} AND model = {model:String}
       AND ({all_versions:Bool} OR prompt_version = {prompt_version:String}) AND {where}"""
@@ -74,7 +72,7 @@ LEFT JOIN (
 LEFT JOIN (
     SELECT completion_id, {NEGATIVE} AS negative
     FROM feedback
-    WHERE project_id = {{project:String}} AND kind IN ('thumbs', 'score', 'correction')
+    WHERE project_id = {{project:String}} AND kind IN ({NEGATIVE_KINDS})
     GROUP BY completion_id
 ) AS f ON f.completion_id = e.event_id
 LEFT JOIN (

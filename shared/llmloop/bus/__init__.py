@@ -14,7 +14,7 @@ from llmloop.bus.base import (
     consume,
     retry_until_done,
 )
-from llmloop.redaction import redact_url
+from llmloop.urls import redact_url
 
 __all__ = [
     "BusError",

@@ -31,7 +31,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from llmloop import topics as topic_names
 from llmloop.bus.base import BusError, BusUnavailable, Message, Record
-from llmloop.redaction import redact_url
+from llmloop.urls import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmloop.redaction import redact_url
 from llmloop.store.base import QueryResult, Store, StoreError, StoreLocked
+from llmloop.urls import redact_url
 
 __all__ = ["QueryResult", "Store", "StoreError", "StoreLocked", "open_store"]
 

@@ -26,8 +26,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow as pa
 
-from llmloop.redaction import redact_url
 from llmloop.store.base import QueryResult, StoreError
+from llmloop.urls import redact_url
 
 MIN_SERVER = (24, 8)
 _TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.I)
