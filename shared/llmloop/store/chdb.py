@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from llmloop.lifecycle import page_out_code
 from llmloop.store.base import QueryResult, StoreError, StoreLocked
 
 
@@ -54,6 +55,7 @@ class ChdbStore:
                     else said
                 )
             ) from error
+        page_out_code("_chdb")
         # chDB sessions are thread-safe, but one statement at a time keeps inserts
         # and queries from the writer thread and the HTTP thread from interleaving.
         self._lock = threading.Lock()
