@@ -79,11 +79,17 @@ def settings(tmp_path: Path, **extra: object) -> ProcessorSettings:
 
 
 async def run_until(
-    bus: EventBus, store: Store, s: ProcessorSettings, sql: str, expected: int
+    bus: EventBus,
+    store: Store,
+    s: ProcessorSettings,
+    sql: str,
+    expected: int,
+    only: tuple[str, ...] | None = None,
 ) -> None:
     stop = asyncio.Event()
     parts = services(s, bus, store)
     parts.pop("stats")  # the timer is driven by hand below, on a fixed clock
+    parts = {name: p for name, p in parts.items() if only is None or name in only}
     tasks = [asyncio.create_task(p.run(stop)) for p in parts.values()]
     try:
         for _ in range(600):
@@ -194,6 +200,29 @@ async def test_enrichment_drift_bias_and_feedback_metrics_land_once(bus, store, 
     columns = read_profile(stored[0][1]).to_pandas()
     assert columns.loc["latency_ms", "counts/n"] == 300
     assert 200 <= columns.loc["latency_ms", "distribution/mean"] <= 250
+
+
+async def test_statistics_wait_for_the_windows_enrichment(bus, store, tmp_path, caplog) -> None:
+    old, new, _ = traffic()
+    s = settings(tmp_path, processor_embed_adaptive=False)
+    await publish(bus, old + new)
+    # Only the sink ran: the window's completions are stored, none of them enriched.
+    await run_until(bus, store, s, "SELECT count() FROM completions", 600, only=("processor",))
+    assert store.query("SELECT count() FROM completion_enrichments").scalar() == 0
+    runner = StatsRunner(store, bus, s, clock=NOW.timestamp)
+    caplog.set_level("INFO", logger="llmloop_processor.stats")
+    assert await runner.tick() == 0 and runner.deferred  # waits, computes nothing
+    assert "enrichment not caught up, waiting" in caplog.text
+    # Enrichment and embeddings catch up: the same runner computes the window, once.
+    await run_until(bus, store, s, "SELECT count() FROM completion_embeddings", 600)
+    published = await runner.tick()
+    assert published > 0 and not runner.deferred and await runner.tick() == 0
+    # A window still behind past most of the next interval is computed on what was
+    # enriched, and the log says so.
+    store.command("TRUNCATE TABLE completion_embeddings")
+    late = StatsRunner(store, bus, s, clock=lambda: NOW.timestamp() + 0.9 * INTERVAL)
+    await late.tick()
+    assert not late.deferred and "enrichment still behind" in caplog.text
 
 
 async def test_sampling_records_its_rate_and_embeds_a_fraction(bus, store, tmp_path) -> None:
