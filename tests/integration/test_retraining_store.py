@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 from llmloop import topics
 from llmloop.bus import Record, open_bus
@@ -109,3 +110,40 @@ async def test_pairs_wait_for_enrichment_and_use_the_processors_toxicity(tmp_pat
         assert join_rows(settings, "completions") == 3
     finally:
         join.close()
+
+
+async def test_feedback_naming_completions_that_never_come_does_not_hide_later_feedback(
+    tmp_path, store
+):
+    # 1,500 thumbs name completions that never arrive (ids that sort first); then a
+    # correction arrives before its completion. The correction's completion is looked
+    # up again in turn with them, not after them, and pairs once stored and enriched.
+    bus = open_bus("memory://")
+    await bus.start()
+    settings = RetrainingSettings(data_dir=tmp_path)
+    orphans = [ThumbsFeedback(completion_id=uuid.UUID(int=i + 1), value=1) for i in range(1500)]
+    late = CompletionLogged(model="m", prompt="How do I undo a commit?", completion="rm -rf .git")
+    fix = CorrectionFeedback(completion_id=late.event_id, correction="git revert HEAD")
+
+    async def publish(events) -> None:
+        await bus.publish(
+            topics.EVENTS, [Record(e.key(), encode_event(e), event=e) for e in events]
+        )
+
+    stop = asyncio.Event()
+    parts = [
+        Retrainer(bus, settings, store=store, max_wait_s=0.05),
+        Sink(bus, store, max_wait_s=0.05),
+        EnrichmentService(bus, EnrichmentWriter(store, Enricher(None)), max_wait_s=0.05),
+    ]
+    tasks = [asyncio.create_task(p.run(stop)) for p in parts]
+    try:
+        await publish([*orphans, fix])
+        await until(lambda: join_rows(settings, "pending") == 1501, "every feedback waits")
+        await publish([late])
+        await until(lambda: join_rows(settings, "pairs") == 1, "the late correction's pair")
+        assert join_rows(settings, "pending") == 1500
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await bus.close()

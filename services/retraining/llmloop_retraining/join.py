@@ -95,6 +95,7 @@ class PairJoin:
         self.window = near_duplicate_window
         self._batch: dict[str, P.Completion] = {}  # completions of the batch being applied
         self._waiting: set[str] = set()  # completion ids with parked feedback, this batch
+        self._turn = ""  # waiting_for goes on after this id
 
     def close(self) -> None:
         self.db.close()
@@ -362,11 +363,21 @@ class PairJoin:
         return [r[0] for r in self.db.execute("SELECT DISTINCT model FROM pairs ORDER BY model")]
 
     def waiting_for(self, limit: int = 1000) -> list[str]:
-        """Completion ids that parked feedback waits for (oldest first)."""
+        """The next ``limit`` completion ids that parked feedback waits for, in turns.
+
+        Each call goes on after the last id the one before returned, and starts over
+        past the end: every waiting id comes up within ``waiting / limit + 1`` calls.
+        (From the start each time, a thousand feedback naming completions that never
+        come, a typo'd id, another project's, would hide all later feedback for good.)
+        """
         rows = self.db.execute(
-            "SELECT DISTINCT waiting_for FROM pending ORDER BY waiting_for LIMIT ?", (limit,)
+            "SELECT DISTINCT waiting_for FROM pending WHERE waiting_for > ? "
+            "ORDER BY waiting_for LIMIT ?",
+            (self._turn, limit),
         ).fetchall()
-        return [r[0] for r in rows]
+        ids = [r[0] for r in rows]
+        self._turn = ids[-1] if len(ids) == limit else ""
+        return ids
 
     def drops(self, model: str | None = None) -> dict[str, int]:
         sql, args = "SELECT reason, SUM(n) FROM drops", ()

@@ -146,6 +146,16 @@ def test_completions_given_without_their_events_join_like_events(tmp_path):
     assert join.waiting_for() == []
 
 
+def test_every_waiting_completion_is_looked_up_again_in_turns(tmp_path):
+    join = PairJoin(tmp_path / "state.db")
+    waiting = [completion("q", f"answer {i}") for i in range(25)]
+    join.apply([correction(c, "right") for c in waiting])
+    turns = [join.waiting_for(10) for _ in range(4)]
+    assert [len(t) for t in turns] == [10, 10, 5, 10]  # then from the start again
+    assert set().union(*turns[:3]) == {str(c.event_id) for c in waiting}
+    assert turns[3] == turns[0]
+
+
 def test_a_restart_between_completion_and_feedback_still_yields_the_pair(tmp_path):
     path = tmp_path / "state.db"
     first = PairJoin(path)
