@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from llmloop.delivery import Answer, Verdict, backoff, batch_body, judge
+from llmloop.delivery import Answer, Verdict, batch_body, judge
+from llmloop.retry import backoff
 from llmloop.sdk_base import ClientBase
 from llmloop.urls import redact_url
 

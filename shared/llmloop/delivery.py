@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import gzip
 import logging
-import random
-import time
 import uuid
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
 
@@ -20,6 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from llmloop.events import encode_event, error_field, ingest_adapter
+from llmloop.retry import parse_retry_after
 
 log = logging.getLogger("llmloop.sdk")
 
@@ -114,21 +112,6 @@ def _retry_after(headers: Any) -> float | None:
     return None if seconds is None else min(seconds, 60.0)
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110
-    section 10.2.3); None when absent or unreadable. The one parser of the SDK and the
-    webhook sender."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
 def _log_rejections(body: bytes) -> None:
     try:
         errors = orjson.loads(body).get("errors", [])
@@ -141,9 +124,3 @@ def _log_rejections(body: bytes) -> None:
             err.get("field"),
             err.get("message"),
         )
-
-
-def backoff(attempt: int, base_s: float, max_s: float, hint_s: float | None = None) -> float:
-    """Exponential backoff with full jitter; a server's Retry-After is a floor."""
-    delay = random.uniform(0, min(max_s, base_s * 2**attempt))
-    return max(delay, hint_s or 0.0)

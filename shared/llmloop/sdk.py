@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 
 from llmloop.async_client import AsyncClient
-from llmloop.delivery import Answer, Verdict, backoff, batch_body, judge
+from llmloop.delivery import Answer, Verdict, batch_body, judge
+from llmloop.retry import backoff
 from llmloop.sdk_base import DEFAULT_ENDPOINT, ClientBase, default_spool_dir, local_key
 from llmloop.urls import redact_url
 

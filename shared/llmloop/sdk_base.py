@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from llmloop.delivery import backoff, build_event, feedback_fields
+from llmloop.delivery import build_event, feedback_fields
+from llmloop.retry import backoff
 from llmloop.spool import Spool
 
 log = logging.getLogger("llmloop.sdk")

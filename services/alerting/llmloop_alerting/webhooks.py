@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -26,8 +25,8 @@ import orjson
 
 from llmloop import topics
 from llmloop.bus import Record
-from llmloop.delivery import parse_retry_after
 from llmloop.events import NotificationAttempted, encode_event
+from llmloop.retry import backoff, parse_retry_after
 from llmloop.signing import IDEMPOTENCY_HEADER, sign
 from llmloop_alerting.journal import Journal, Notification
 from llmloop_alerting.receivers import render
@@ -49,11 +48,8 @@ class RetryPolicy:
     max_retry_after_s: float = 300.0
 
     def delay(self, attempt: int, retry_after_s: float | None = None) -> float:
-        cap = min(self.max_s, self.base_s * 2 ** (attempt - 1))
-        delay = cap / 2 + random.uniform(0, cap / 2)  # jitter: retries of many alerts spread
-        if retry_after_s is not None:
-            delay = max(delay, min(retry_after_s, self.max_retry_after_s))
-        return delay
+        hint = None if retry_after_s is None else min(retry_after_s, self.max_retry_after_s)
+        return backoff(attempt - 1, self.base_s, self.max_s, hint)
 
 
 @dataclass(frozen=True)

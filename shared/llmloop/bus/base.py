@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from llmloop.retry import backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -142,7 +144,7 @@ async def retry_until_done(
     backoff and the caller commits nothing meanwhile: the stream pauses instead
     of skipping. ``consume`` and the faust agents share this loop.
     """
-    backoff = 0.1
+    attempt = 0
     while True:
         try:
             await handler(batch)
@@ -150,13 +152,14 @@ async def retry_until_done(
         except asyncio.CancelledError:
             raise
         except Exception:
+            delay = backoff(attempt, 0.2, max_backoff_s)
             log.exception(
                 "handler failed on a batch of %d; retrying in %.1f s, offsets not committed",
                 len(batch),
-                backoff,
+                delay,
             )
             try:
-                await asyncio.wait_for(stop.wait(), backoff)
+                await asyncio.wait_for(stop.wait(), delay)
                 return False
             except TimeoutError:
-                backoff = min(backoff * 2, max_backoff_s)
+                attempt += 1

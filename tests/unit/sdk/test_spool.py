@@ -9,7 +9,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from llmloop.delivery import Verdict, backoff, judge
+from llmloop.delivery import Verdict, judge
+from llmloop.retry import backoff
 from llmloop.spool import Spool
 
 
