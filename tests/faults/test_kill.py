@@ -48,7 +48,9 @@ def rules(url: str) -> dict[str, Any]:
                 "name": "refusals",
                 "metric": "refusal_rate",
                 "op": ">",
-                "threshold": 0.1,
+                # Below every model's rate: m-0 logs two completions per refusal round,
+                # so its rate is exactly 0.1 (at 0.1 whether it fires was a coin flip).
+                "threshold": 0.05,
                 "min_sample_size": 10,
                 "for": "0s",
                 "renotify": "24h",

@@ -7,8 +7,9 @@ processes write and read it as they would a ClickHouse server, with six partitio
 so that every processor replica holds some. An app logs completions of twelve models
 (twelve statistics keys; a fifth refusals, so an alert fires per model) and
 preference feedback through the SDK; mid-stream one replica of each service is
-SIGKILLed, then started again. Afterwards: every event is stored once; no metric
-(the id of one window of one key) was computed by two replicas; every alert
+SIGKILLed, then started again. Afterwards: every event is stored once; each metric
+(the id of one window of one key) has one result, even where two replicas computed
+it across a partition's move; every alert
 transition got exactly one notification key, delivered; every preference is exactly
 one pair at the retraining controller.
 """
@@ -40,15 +41,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPLICAS = {"processor": 3, "alerting": 2, "retraining": 2}
 PARTITIONS = 6  # every processor replica holds events partitions (Loop's default is 2)
 KEYS = [f"m-{i}" for i in range(12)]  # statistics keys (one per model), 2 per partition
+# What a metric says (its computed-at timestamp aside).
+_RESULT = ("name", "labels", "value", "window_start", "window_end", "sample_size", "p_value",
+           "p_value_raw", "reference_size", "rows_total")  # fmt: skip
+_SORTED = orjson.OPT_SORT_KEYS
 _CONTROLLER = re.compile(r"controller at=([\d.]+)")
-
-
-def steady_rules(url: str) -> dict:
-    """test_kill's refusal rule below the rate of every model: m-0 logs two completions
-    per refusal round, so its rate is exactly 0.1, test_kill's threshold (a coin flip)."""
-    r = rules(url)
-    r["rules"][0]["threshold"] = 0.05
-    return r
 
 
 def scaled_loop(work: Path, broker, hook: WebhookReceiver, store_url: str) -> Loop:
@@ -63,7 +60,7 @@ def scaled_loop(work: Path, broker, hook: WebhookReceiver, store_url: str) -> Lo
             "LLMLOOP_BUS_URL": broker.url(partitions=PARTITIONS),
             "LLMLOOP_PROCESSOR_FAUST_PARTITIONS": str(PARTITIONS),
         },
-        rules=steady_rules(hook.url("/hook")),
+        rules=rules(hook.url("/hook")),
         policy=NO_JOBS,
     )
     for name, count in REPLICAS.items():
@@ -138,10 +135,16 @@ async def test_replicas_of_every_service_one_killed_each(
     store.close()
     assert {r[0] for r in stored} == set(app.completions)
     assert {r[1] for r in stored} == {1}
-    # Every window of every key was computed by one replica: metric ids are uuid5 of
-    # (name, labels, window), so a second computation would repeat an id on the topic.
-    ids = Counter(m["event_id"] for m in metrics)
-    assert ids and max(ids.values()) == 1, [i for i, n in ids.items() if n > 1][:5]
+    # Every window of every key has one result: metric ids are uuid5 of (name, labels,
+    # window). A key whose partition moved between two replicas' ticks of one window
+    # (llmloop_processor.shard) can be computed by both, which the statistics' wait for
+    # a window's enrichment makes likelier; the copies must then be the same numbers.
+    results = defaultdict(set)
+    for m in metrics:
+        results[m["event_id"]].add(orjson.dumps({k: m.get(k) for k in _RESULT}, option=_SORTED))
+    assert results and all(len(r) == 1 for r in results.values()), [
+        sorted(r) for r in results.values() if len(r) > 1
+    ][:3]
     # Every alert transition: one notification key, delivered. (An event published twice
     # across a failover is one transition: same event id.)
     alerts = list({a["event_id"]: a for a in alerts}.values())
