@@ -222,6 +222,10 @@ class Loop:
         if name == "ingest":
             self.wait_ingest()
 
+    def tails(self, chars: int = 1500) -> str:
+        """The end of every service's log, for a failure message."""
+        return "\n".join(f"--- {s.name}\n{s.tail(chars)}" for s in self.services.values())
+
     def check_alive(self) -> None:
         for service in self.services.values():
             if service.wanted:

@@ -30,12 +30,19 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 SECRET = FAST["LLMLOOP_ALERTING_SECRET"]
 
 
-async def until(condition: Any, what: str, timeout: float, check: Any = None) -> Any:
+async def until(
+    condition: Any, what: str, timeout: float, check: Any = None, logs: Any = None
+) -> Any:
+    """``condition()``'s first truthy result, polled; ``check()`` raises if a process died.
+    The waits of a test add up to less than pytest's timeout (180 s), so that a stall
+    fails here, naming what it waited for with the tail of ``logs()``, not in the loop."""
     deadline = time.monotonic() + timeout
     while not (result := await condition()):
         if check is not None:
             check()
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        assert time.monotonic() < deadline, (
+            f"timed out after {timeout:.0f} s waiting for {what}" + (f":\n{logs()}" if logs else "")
+        )
         await asyncio.sleep(0.5)
     return result
 
@@ -82,7 +89,10 @@ async def test_distributed_runtime(tmp_path: Path) -> None:
                 async def alert() -> list[Received]:
                     return drift_alerts(hook)
 
-                check_alert((await until(alert, "a drift alert", 180, loop.check_alive))[0], "shop")
+                check_alert(
+                    (await until(alert, "a drift alert", 80, loop.check_alive, loop.tails))[0],
+                    "shop",
+                )
 
                 async def registered() -> list[dict[str, Any]]:
                     events = [
@@ -91,7 +101,9 @@ async def test_distributed_runtime(tmp_path: Path) -> None:
                     ]
                     return [e for e in events if e["stage"] == "model_registered"]
 
-                version = (await until(registered, "a model version", 300, loop.check_alive))[0]
+                version = (
+                    await until(registered, "a model version", 60, loop.check_alive, loop.tails)
+                )[0]
                 assert version["model"] == scenario.MODEL and version["gate"] is not None
                 await loop.stop("ingest", "alerting", "retraining")
                 await loop.settle("processor")
@@ -179,22 +191,25 @@ async def test_embedded_runtime(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
 
+        def tail() -> str:
+            return log.read_text()[-4000:]
+
         def alive() -> None:
-            assert up.poll() is None, log.read_text()[-4000:]
+            assert up.poll() is None, tail()
 
         try:
 
             async def started() -> bool:
                 return (data / "runtime.json").exists()
 
-            await until(started, "llmloop up", 60, alive)
+            await until(started, "llmloop up", 30, alive, tail)
             key = (data / "local.key").read_text().strip()
             ref, cur = send_scenario(f"http://127.0.0.1:{port}", key, tmp_path / "spool")
 
             async def alert() -> list[Received]:
                 return drift_alerts(hook)
 
-            check_alert((await until(alert, "a drift alert", 180, alive))[0], "default")
+            check_alert((await until(alert, "a drift alert", 80, alive, tail))[0], "default")
             query = llmloop_query(data)
 
             async def registered() -> list[list[str]]:
@@ -202,7 +217,7 @@ async def test_embedded_runtime(tmp_path: Path) -> None:
                     query, "SELECT version FROM model_versions WHERE gate_passed IS NOT NULL"
                 )
 
-            await until(registered, "a model version", 300, alive)
+            await until(registered, "a model version", 40, alive, tail)
             completions = len(ref.completions) + len(cur.completions)
 
             async def stored() -> bool:
@@ -211,7 +226,7 @@ async def test_embedded_runtime(tmp_path: Path) -> None:
                 )
                 return rows == [[str(completions)] * 2]
 
-            await until(stored, "every completion enriched once", 60, alive)
+            await until(stored, "every completion enriched once", 20, alive, tail)
             check_store(query)
             assert query("SELECT count(), uniqExact(event_id) FROM completions") == [
                 [str(completions)] * 2

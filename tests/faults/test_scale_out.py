@@ -111,7 +111,7 @@ async def test_replicas_of_every_service_one_killed_each(
                 for v in victims:
                     loop.restart(v)  # one added back
                 await asyncio.sleep(6)
-            await loop.settle("processor", "alerting", "retraining", timeout=180)
+            await loop.settle("processor", "alerting", "retraining", timeout=100)
             await notifications_settled(broker)
             loop.check_alive()
             pairs = controller_pairs(loop)

@@ -24,6 +24,7 @@ from llmloop_processor.profiles import read_profile
 from llmloop_processor.runtime import services
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.stats import StatsRunner
+from llmloop_processor.writer import StoreWriter
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 600.0
@@ -359,3 +360,41 @@ async def test_feedback_metrics_wait_for_the_feedback_to_settle(bus, store, tmp_
     assert max(m.value for m in gap) > 0.3  # the late thumbs of de-DE are in
     thumbs = next(m for m in metrics if m.name == "feedback_thumbs_up_rate")
     assert thumbs.sample_size == 300
+
+
+async def test_a_window_is_computed_once_across_restarts_and_its_two_parts(
+    bus, store, tmp_path
+) -> None:
+    """A runner leaves out what the store holds for a window: once the window ending NOW is
+    stored, a restarted runner computes nothing for it; 600 s later (the settle lag) the
+    same window's feedback part is still computed (only the now-part is stored), and once
+    that is stored too, a second runner computes nothing again."""
+    old, new, feedback = traffic()
+    s = settings(tmp_path, processor_embed=False, processor_feedback_settle_s=600)
+    await publish(bus, old + new + feedback)
+    await run_until(
+        bus,
+        store,
+        s,
+        "SELECT (SELECT count() FROM completion_enrichments) + (SELECT count() FROM feedback)",
+        len(old + new + feedback),
+    )
+    window = (NOW - timedelta(seconds=INTERVAL), NOW)
+    later = (window[0] + timedelta(seconds=600), window[1] + timedelta(seconds=600))
+    now_part = StatsRunner(store, bus, s).compute(*window)
+    assert {m.name for m in now_part} >= {"latency_p95_ms", "bias_gap"}
+    assert not [m for m in now_part if m.labels.get("outcome") == "negative_feedback"]
+    StoreWriter(store).write(now_part)
+
+    restarted = StatsRunner(store, bus, s)
+    assert restarted.compute(*window) == [] and restarted.last_stored == 1
+    assert restarted.last_keys == 0
+
+    settled = StatsRunner(store, bus, s).compute(*later)
+    assert settled and all(m.window_end == NOW for m in settled)  # the feedback part, due
+    assert {m.name for m in settled} >= {"negative_feedback_rate", "bias_gap"}
+    StoreWriter(store).write(settled)
+    again = StatsRunner(store, bus, s)
+    assert again.compute(*later) == [] and again.last_stored == 1
+    stored = store.query("SELECT count(), uniqExact(event_id) FROM metrics").rows
+    assert stored == [(len(now_part) + len(settled),) * 2]

@@ -15,6 +15,7 @@ from llmloop_processor import synthetic
 from llmloop_processor.settings import ProcessorSettings
 from llmloop_processor.shard import Shard, assign_like_kafka, key_partition
 from llmloop_processor.stats import StatsRunner
+from llmloop_processor.writer import StoreWriter
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 600.0
@@ -89,6 +90,27 @@ def test_after_a_rebalance_the_survivors_compute_the_dead_replicas_keys(window, 
     for shard in after:
         survivors |= by_id(runner(store, tmp_path, shard).compute(start, end))
     assert survivors == everything
+
+
+def test_a_window_stored_by_its_last_owner_is_not_computed_again(window, tmp_path):
+    """A replica handed a partition after the window closed (a rebalance, a restart) leaves
+    out the keys whose window its last owner computed and stored: on the rows stored since
+    it would publish other numbers under the same metric ids. The keys of an owner that
+    died before computing the window are computed by the new owner."""
+    store, start, end = window
+    everything = by_id(runner(store, tmp_path, None).compute(start, end))
+    before = assign_like_kafka(PARTITIONS, 2)
+    stored = before[0].owns
+    first = runner(store, tmp_path, before[0]).compute(start, end)
+    StoreWriter(store).write(first)  # replica 2 died before computing the window
+    survivor = runner(store, tmp_path, None)  # now owns every partition
+    rest = survivor.compute(start, end)
+    assert {key_of(m) for m in rest} == {k for k in KEYS if not stored(k)}
+    assert survivor.last_stored == sum(stored(k) for k in KEYS) > 0
+    assert by_id(first) | by_id(rest) == everything
+    StoreWriter(store).write(rest)
+    restarted = runner(store, tmp_path, None)
+    assert restarted.compute(start, end) == [] and restarted.last_stored == len(KEYS)
 
 
 def test_keys_in_parallel_give_the_serial_result_in_the_same_order(window, tmp_path):

@@ -19,6 +19,16 @@ from llmloop_processor.windows import DT
 
 Key = tuple[str, str, str]
 
+# What each function below publishes per key (statistics look for them in the store: a
+# window already computed, ``llmloop_processor.stats``).
+FEEDBACK_METRICS = (
+    "feedback_thumbs_up_rate",
+    "feedback_mean_score",
+    "feedback_correction_rate",
+    "negative_feedback_rate",
+)
+TRAFFIC_METRICS = ("latency_p95_ms", "toxicity_rate", "refusal_rate", "cost_usd_per_hour")
+
 
 class _PerKey(dict[Key, MetricSink]):
     """One sink per key, made on first use."""

@@ -18,6 +18,8 @@ from llmloop_processor.compare import OUTCOMES, Arm, Query, Result, compare_arms
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.windows import DT
 
+CANARY_METRIC = "canary_outcome_difference"
+
 
 def current_versions(query: Query) -> dict[tuple[str, str], str]:
     """The version last promoted per (project, model), from the model registry."""
@@ -127,7 +129,7 @@ def canary_metrics(
         )
         r = c.result
         sink.add(
-            "canary_outcome_difference",
+            CANARY_METRIC,
             r.diff,
             min(r.a.n, r.b.n),
             r.p_value,

@@ -9,10 +9,13 @@ partitions, with nothing to coordinate beyond what Kafka already does.
 
 What a window still rests on: its metrics are a deterministic function of the stored
 rows and the window (seeds per window), and their ids are uuid5s of name, labels and
-window. A key whose partition moves between two replicas' ticks of the same window can
-be computed by both; the copies are identical and stored once. A replica with no
-assignment (mid-rebalance) computes nothing that tick, and the window is computed by
-the next owner when it ticks, as long as that is before the next window closes.
+window. A replica handed a partition after a window closed leaves out the keys whose
+window the store already holds (``stats.stored_windows``): recomputed on the rows stored
+since (a dead replica's events, redelivered), the same ids would carry other numbers.
+A replica with no assignment (mid-rebalance) computes nothing that tick, and a window
+its owner did not compute is computed by the next owner when it ticks, as long as that
+is before the next window closes. Left: a new owner that ticks after the old one
+published a window but before the sink stored it computes it again.
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ Replicas split the keys (``shard``): each computes the keys of the events-topic
 partitions its consumer group gave it, up to ``processor_stats_workers`` keys at once.
 The log line of a tick names how many keys it computed and of which shard, so a test
 or an operator can count that every key's window was computed once.
+
+A window is computed once per key, across restarts and partition moves: a replica
+leaves out the keys whose window's metrics are already stored (``stored_windows``).
+A replica started, or handed a partition, after a window closed would otherwise compute
+that window again on the rows stored since (events redelivered after a kill), and
+publish different numbers under the same metric ids; a window its previous owner never
+computed (it died first) is still computed, by the new owner.
 """
 
 from __future__ import annotations
@@ -44,8 +51,13 @@ from llmloop.contracts.metrics import FEEDBACK_OUTCOMES, MEAN_OUTCOMES, OUTCOMES
 from llmloop.events import MetricComputed, encode_event
 from llmloop.store import Store
 from llmloop_processor import bias, drift, exchangeable, progress, shard, windows
-from llmloop_processor.aggregates import feedback_metrics, traffic_metrics
-from llmloop_processor.canary import canary_metrics
+from llmloop_processor.aggregates import (
+    FEEDBACK_METRICS,
+    TRAFFIC_METRICS,
+    feedback_metrics,
+    traffic_metrics,
+)
+from llmloop_processor.canary import CANARY_METRIC, canary_metrics
 from llmloop_processor.metric_sink import MetricSink
 from llmloop_processor.profiles import write_profile
 from llmloop_processor.settings import ProcessorSettings
@@ -246,6 +258,39 @@ def _labels_key(m: MetricComputed) -> tuple[str, str, str]:
     return (labels.get("project", ""), labels.get("model", ""), labels.get("prompt_version", ""))
 
 
+Key = shard.Key
+# Metrics each part of a tick publishes for every key it computes: their presence in the
+# store says that part of the key's window was computed (and published) already.
+NOW_MARKERS = TRAFFIC_METRICS
+SETTLED_MARKERS = (*FEEDBACK_METRICS, CANARY_METRIC)
+
+
+def stored_windows(
+    store: Store, now: tuple[datetime, datetime], settled: tuple[datetime, datetime]
+) -> tuple[set[Key], set[Key]]:
+    """The keys whose window ``now`` and whose settled window ``settled`` (its feedback
+    outcomes) are stored in ``metrics`` already."""
+    rows = store.query(
+        "SELECT DISTINCT project_id, labels['model'], labels['prompt_version'], "
+        "name IN {settled_names:Array(String)} FROM metrics "
+        "WHERE (name IN {now_names:Array(String)} "
+        f"AND window_start = {{start:{windows.DT}}} AND window_end = {{end:{windows.DT}}}) "
+        "OR (name IN {settled_names:Array(String)} "
+        f"AND window_start = {{s_start:{windows.DT}}} AND window_end = {{s_end:{windows.DT}}})",
+        {
+            "now_names": list(NOW_MARKERS),
+            "settled_names": list(SETTLED_MARKERS),
+            "start": now[0],
+            "end": now[1],
+            "s_start": settled[0],
+            "s_end": settled[1],
+        },
+    ).rows
+    done_now = {(p, m, v) for p, m, v, is_settled in rows if not is_settled}
+    done_settled = {(p, m, v) for p, m, v, is_settled in rows if is_settled}
+    return done_now, done_settled
+
+
 class StatsRunner:
     """Computes every window's metrics and publishes them; runs on a timer."""
 
@@ -262,6 +307,7 @@ class StatsRunner:
         self.last_end: datetime | None = None
         self.deferred = False  # the last tick waited for enrichment to catch up
         self.last_keys = 0  # keys the last compute() computed (this replica's share)
+        self.last_stored = 0  # keys of its share it left out: their window was stored
 
     def compute(self, start: datetime, end: datetime) -> list[MetricComputed]:
         """This replica's keys' metrics for the window, in key order (deterministic)."""
@@ -271,18 +317,27 @@ class StatsRunner:
         settle = timedelta(seconds=s.processor_feedback_settle_s)
         # Outcomes of the window itself; feedback ones are computed on the settled window.
         now_outcomes = tuple(o for o in OUTCOMES if not settle or o not in FEEDBACK_OUTCOMES)
+        done_now, done_settled = stored_windows(
+            self.store, (start, end), (start - settle, end - settle)
+        )
+        if not settle:  # one part: either marker says the window was computed
+            done_now = done_settled = done_now | done_settled
+
+        def mine_to_do(key: Key, done: set[Key]) -> bool:
+            return shard.owns(mine, key) and key not in done
+
         keys = [
             k
             for k in windows.keys(self.store, start, end, s.processor_min_samples)
-            if shard.owns(mine, k)
+            if mine_to_do(k, done_now)
         ]
-        settled_keys: list[tuple[str, str, str]] = []
+        settled_keys: list[Key] = []
         if settle:
             s_start, s_end = start - settle, end - settle
             settled_keys = [
                 k
                 for k in windows.keys(self.store, s_start, s_end, s.processor_min_samples)
-                if shard.owns(mine, k)
+                if mine_to_do(k, done_settled)
             ]
         jobs: list[Callable[[], list[MetricComputed]]] = [
             lambda k=k: self._key_metrics(k, start, end, tests, now_outcomes) for k in keys
@@ -298,10 +353,9 @@ class StatsRunner:
         else:
             for job in jobs:
                 metrics += job()
-        shared = feedback_metrics(self.store, start - settle, end - settle)
-        shared += traffic_metrics(self.store, start, end)
+        settled = feedback_metrics(self.store, start - settle, end - settle)
         if s.processor_canary_lookback_s:
-            shared += canary_metrics(
+            settled += canary_metrics(
                 lambda sql, params: self.store.query(sql, params).rows,
                 start - settle,
                 end - settle,
@@ -309,8 +363,11 @@ class StatsRunner:
                 min_samples=s.processor_canary_min_samples,
             )
         # One query for all keys (cheap); each replica publishes its own keys' rows.
-        metrics += [m for m in shared if shard.owns(mine, _labels_key(m))]
+        metrics += [m for m in settled if mine_to_do(_labels_key(m), done_settled)]
+        traffic = traffic_metrics(self.store, start, end)
+        metrics += [m for m in traffic if mine_to_do(_labels_key(m), done_now)]
         self.last_keys = len(set(keys) | set(settled_keys))
+        self.last_stored = len({k for k in done_now | done_settled if shard.owns(mine, k)})
         return metrics
 
     def _key_metrics(
@@ -414,11 +471,12 @@ class StatsRunner:
             )
         self.last_end = end
         log.info(
-            "window %s..%s: %d keys (%s), %d metrics in %.2f s",
+            "window %s..%s: %d keys (%s; %d computed before), %d metrics in %.2f s",
             start.isoformat(),
             end.isoformat(),
             self.last_keys,
             mine.label if mine else "all keys",
+            self.last_stored,
             len(metrics),
             time.monotonic() - began,
         )

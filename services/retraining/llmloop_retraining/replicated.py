@@ -61,7 +61,6 @@ from llmloop.store import open_store
 from llmloop_retraining import pairs as P
 from llmloop_retraining.ledger import JobLedger
 from llmloop_retraining.lookup import feedback_and_named, referenced, stored_completions
-from llmloop_retraining.policy import alert_matches
 from llmloop_retraining.service import GROUP, TOPICS, Retrainer, open_join
 
 log = logging.getLogger(__name__)
@@ -245,11 +244,10 @@ class ReplicatedRetrainer(Retrainer):
         async with self._lock:
             alerts = await asyncio.to_thread(self._apply, batch)
             if self.caught_up:  # decisions on the loop (a job is a task), after the batch
+                for alert in alerts:
+                    self.note_alert(alert)
                 for model in self.join.models():
                     self.check(model)
-                    for alert in alerts:
-                        if alert_matches(self.policies.for_model(model), alert, model):
-                            self.check(model, alert=alert)
 
     def _apply(self, batch: list[Message]) -> list[AlertStateChanged]:
         """Apply the records (in a worker thread); returns the live alerts among them."""
@@ -326,10 +324,10 @@ class ReplicatedRetrainer(Retrainer):
                     log.exception("could not log a job record; retrying")
                     await asyncio.sleep(1.0)
 
-    def check(self, model: str, *, alert: AlertStateChanged | None = None) -> bool:
+    def check(self, model: str) -> bool:
         if not (self.leading and self.caught_up):
             return False  # only the controller, once it knows the whole log, decides
-        return super().check(model, alert=alert)
+        return super().check(model)
 
     async def _timer(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

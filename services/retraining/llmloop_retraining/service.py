@@ -125,6 +125,11 @@ class Retrainer:
         self.outcomes: list[Outcome] = []
         self._job: asyncio.Task[None] | None = None
         self._queue: list[tuple[str, str]] = []
+        # Alerts firing now, by fingerprint, and the models a job has answered each for: a
+        # listed alert that fires before a model has enough pairs starts its job once the
+        # pairs are there, if it is still firing (``check``).
+        self._firing: dict[str, AlertStateChanged] = {}
+        self._answered: set[tuple[str, str]] = set()
         # The join's connection is used from a worker thread (apply) and from the loop
         # (policy checks, the timer): one at a time. A running job reads through its own.
         self._lock = asyncio.Lock()
@@ -150,9 +155,18 @@ class Retrainer:
                 feedback, known = await asyncio.to_thread(feedback_and_named, events, self.store)
                 await self._join(feedback, list(known.values()))
             for alert in alerts:
+                self.note_alert(alert)
+            if alerts:
                 for model in self.join.models():
-                    if alert_matches(self.policies.for_model(model), alert, model):
-                        self.check(model, alert=alert)
+                    self.check(model)
+
+    def note_alert(self, alert: AlertStateChanged) -> None:
+        """Remember a firing alert until it resolves (``check`` reads them)."""
+        if alert.status == "firing":
+            self._firing[alert.fingerprint] = alert
+        else:
+            self._firing.pop(alert.fingerprint, None)
+            self._answered = {a for a in self._answered if a[0] != alert.fingerprint}
 
     async def _join(self, events: Sequence[Any], completions: Sequence[P.Completion] = ()) -> None:
         """Apply a batch to the join (under the lock) and check the models that got pairs."""
@@ -187,13 +201,24 @@ class Retrainer:
             job_running=self.ledger.running(model) or any(m == model for m, _ in self._queue),
         )
 
-    def check(self, model: str, *, alert: AlertStateChanged | None = None) -> bool:
-        """Start (or queue) a job for ``model`` if its policy says so; returns whether it did."""
-        decision = decide(
-            self.policies.for_model(model), self.state(model), datetime.now(UTC), alert=alert
+    def check(self, model: str) -> bool:
+        """Start (or queue) a job for ``model`` if its policy says so; returns whether it did.
+        A firing alert of the policy's rules that no job for the model answered yet counts,
+        however long ago it fired (the model may have had too few pairs, or a cooldown)."""
+        policy = self.policies.for_model(model)
+        alert = next(
+            (
+                a
+                for fingerprint, a in self._firing.items()
+                if (fingerprint, model) not in self._answered and alert_matches(policy, a, model)
+            ),
+            None,
         )
+        decision = decide(policy, self.state(model), datetime.now(UTC), alert=alert)
         log.debug("policy for %s: %s", model, decision.reason)
         if decision.start:
+            if alert is not None:
+                self._answered.add((alert.fingerprint, model))
             log.info("retraining %s: %s", model, decision.reason)
             self._queue.append((model, decision.reason))
             self._next()
