@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
@@ -149,18 +148,18 @@ _ANY_DIGIT = re.compile(r"\d")
 
 
 def _replacer(
-    kind: str, accept: Callable[[str], bool], counts: Counter[str]
+    kind: str, accept: Callable[[str], bool], counts: MutableMapping[str, int]
 ) -> Callable[[re.Match[str]], str]:
     def replace(match: re.Match[str]) -> str:
         if not accept(match.group()):
             return match.group()
-        counts[kind] += 1
+        counts[kind] = counts.get(kind, 0) + 1
         return f"[{kind.upper()}]"
 
     return replace
 
 
-def redact_text(text: str, counts: Counter[str]) -> str:
+def redact_text(text: str, counts: MutableMapping[str, int]) -> str:
     """``text`` with PII replaced; ``counts`` gains one per replacement, by kind."""
     if not text:
         return text
@@ -175,6 +174,6 @@ def redact_text(text: str, counts: Counter[str]) -> str:
 
 def kinds(text: str) -> list[str]:
     """The kinds of personal data in ``text``, sorted; never the values."""
-    counts: Counter[str] = Counter()
+    counts: dict[str, int] = {}  # a plain dict: a Counter per text cost more than the search
     redact_text(text, counts)
     return sorted(counts)

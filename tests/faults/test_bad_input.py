@@ -716,6 +716,11 @@ def names_the_problem(answer: Answer, names: str) -> bool:
 
 @pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
 def test_hostile_request(ingest: Ingest, bad: Case) -> None:
+    hostile_request(ingest, bad)
+
+
+def hostile_request(ingest: Ingest, bad: Case) -> None:
+    """One case, answered as it should be; the next good request served."""
     assert ingest.proc.poll() is None, ingest.log.read_text()[-3000:]
     answer = bad.send(ingest)
     ingest.statuses[bad.id] = answer.status
@@ -748,7 +753,11 @@ def test_hostile_request(ingest: Ingest, bad: Case) -> None:
 async def test_alive_bounded_and_the_bus_holds_exactly_the_acknowledged_events(
     ingest: Ingest, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert ingest.statuses, "run with the corpus: this test checks what it left behind"
+    # What the corpus left behind; run alone (or first, in random order) it runs the
+    # cases the parametrised test has not.
+    for bad in CASES:
+        if bad.id not in ingest.statuses:
+            hostile_request(ingest, bad)
     assert ingest.proc.poll() is None, ingest.log.read_text()[-3000:]
     assert httpx.get(f"{ingest.url}/healthz", timeout=5).status_code == 200
     memory = ingest.memory_mib()

@@ -13,7 +13,7 @@ import pytest
 from llmloop.events import encode_event, mark_stamped_at_ingest, parse_event
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
-from llmloop_processor.writer import StoreWriter, stored_copy
+from llmloop_processor.writer import MAX_RUNS, StoreWriter, stored_copy
 
 START = datetime(2026, 11, 2, 9, 0, 0, 123456, tzinfo=UTC)  # sub-millisecond part on purpose
 
@@ -91,3 +91,26 @@ def test_a_retry_whose_time_ingest_stamped_is_found_days_later(any_store):
     result = writer.write([retry, fresh, parse_event(encode_event(first))])
     assert (result.inserted, result.duplicates) == ({"completions": 1}, 2)
     assert any_store.query("SELECT count() FROM completions").scalar() == 2
+
+
+def test_times_close_together_are_one_range_and_scattered_ones_each_their_own(any_store):
+    """A live batch's thousands of times are looked up as a few ranges (a list of them
+    cost more to parse than the look-up); copies from far apart are each found."""
+    writer = StoreWriter(any_store)
+    live = [completion(START + timedelta(milliseconds=7 * i)) for i in range(2_000)]
+    old = [completion(START - timedelta(days=1, minutes=5 * i)) for i in range(3)]
+    scattered = [completion(START - timedelta(hours=2 * i + 3)) for i in range(MAX_RUNS + 4)]
+    writer.write(live + old + scattered)
+
+    mixed = [parse_event(encode_event(e)) for e in live + old]
+    where, params = stored_copy(mixed)
+    assert where.count("BETWEEN") == 4 and "times" not in params  # the live run + 3 old
+    result = writer.write([*mixed, completion(START + timedelta(seconds=20))])
+    assert (result.inserted, result.duplicates) == ({"completions": 1}, len(mixed))
+
+    again = [parse_event(encode_event(e)) for e in scattered]
+    where, params = stored_copy(again)
+    assert len(params["times"]) == len(scattered)  # more runs than MAX_RUNS: by time
+    assert (writer.write(again).inserted, writer.write(again).duplicates) == ({}, len(again))
+    total = len(live) + len(old) + len(scattered) + 1
+    assert any_store.query("SELECT count() FROM completions").scalar() == total

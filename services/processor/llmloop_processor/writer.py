@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from llmloop.events import AnyEvent, CompletionLogged, stamped_at_ingest
@@ -34,6 +34,9 @@ RETRY_WINDOW = timedelta(days=7)
 # call: their copies are looked for this far either side (not the RETRY_WINDOW: the look
 # reads every row of its span, issue 18).
 SAME_RESPONSE_WINDOW = timedelta(minutes=10)
+# A batch's times this close together are looked up as one range, up to MAX_RUNS ranges.
+RUN_GAP = timedelta(minutes=1)
+MAX_RUNS = 16
 DT = "DateTime64(3, 'UTC')"
 
 
@@ -46,21 +49,42 @@ def stored_copy(
     A redelivered event carries the time of the copy stored, so each event is looked
     for at its own time: the primary key then reads the granules of those times only,
     however long the history (a look over the whole ``RETRY_WINDOW`` for every event
-    grew with every minute of traffic, issue 18). Only an event whose time ingest
-    stamped (``stamped_at_ingest``) is looked for over the ``RETRY_WINDOW`` before it.
+    grew with every minute of traffic, issue 18). Times at most ``RUN_GAP`` apart are
+    one range: a live batch is one or a few, where a list of its thousands of times
+    cost more to parse than the look-up (bench/processor.py). Only an event whose time
+    ingest stamped (``stamped_at_ingest``) is looked for over the ``RETRY_WINDOW``.
     """
     times = [getattr(e, attribute) for e in events]
-    params: dict[str, Any] = {
-        "ids": list({e.event_id for e in events}),
-        # As stored: DateTime64(3), the sub-millisecond part dropped.
-        "times": sorted({t.replace(microsecond=t.microsecond // 1000 * 1000) for t in times}),
-    }
-    where = f"{column} IN {{times:Array({DT})}}"
+    # The ids as one string, split by the engine: parsing thousands of them as an
+    # Array(UUID) parameter cost twice the look-up.
+    params: dict[str, Any] = {"ids": ",".join({str(e.event_id) for e in events})}
+    # As stored: DateTime64(3), the sub-millisecond part dropped.
+    runs = _runs(sorted({t.replace(microsecond=t.microsecond // 1000 * 1000) for t in times}))
+    if len(runs) <= MAX_RUNS:
+        ranges = [f"{column} BETWEEN {{lo{i}:{DT}}} AND {{hi{i}:{DT}}}" for i in range(len(runs))]
+        where = "(" + " OR ".join(ranges) + ")"
+        for i, run in enumerate(runs):
+            params |= {f"lo{i}": run[0], f"hi{i}": run[-1]}
+    else:  # scattered history: each time
+        params["times"] = [t for run in runs for t in run]
+        where = f"{column} IN {{times:Array({DT})}}"
     stamped = [t for e, t in zip(events, times, strict=True) if stamped_at_ingest(e)]
     if stamped:
         params |= {"lo": min(stamped) - RETRY_WINDOW, "hi": max(stamped)}
         where = f"({where} OR {column} BETWEEN {{lo:{DT}}} AND {{hi:{DT}}})"
-    return f"{where} AND event_id IN {{ids:Array(UUID)}}", params
+    ids = "(SELECT toUUID(arrayJoin(splitByChar(',', {ids:String}))))"
+    return f"{where} AND event_id IN {ids}", params
+
+
+def _runs(times: list[datetime]) -> list[list[datetime]]:
+    """Sorted times grouped where consecutive ones are at most ``RUN_GAP`` apart."""
+    runs: list[list[datetime]] = []
+    for t in times:
+        if runs and t - runs[-1][-1] <= RUN_GAP:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    return runs
 
 
 @dataclass

@@ -283,7 +283,8 @@ class ReplicatedRetrainer(Retrainer):
                 for job_id in self.ledger.interrupted():  # logs their end, too
                     log.warning("job %s had no end when its controller went; marked failed", job_id)
                 log.info(
-                    "retraining: controller caught up in %.3f s (%d pairs)",
+                    "retraining: controller caught up at=%.6f in %.3f s (%d pairs)",
+                    time.time(),
                     time.monotonic() - self._took_over_at,
                     sum(self.join.count(m) for m in self.join.models()),
                 )
