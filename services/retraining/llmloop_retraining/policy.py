@@ -56,7 +56,10 @@ class TriggerPolicy(BaseModel):
     min_pairs_for_interval: int = Field(default=1, ge=1)
     cooldown: timedelta = Field(default=timedelta(hours=6))
     alert_rules: tuple[str, ...] = Field(
-        default=(), description="Alert rules whose firing (for this model) starts a job."
+        default=(),
+        description="Alert rules whose firing (for this model) starts a job: at once, or, "
+        "when the model has too few pairs or is in its cooldown then, as soon as it may, "
+        "if the alert is still firing. One job per firing.",
     )
     min_total_pairs: int = Field(default=16, ge=2, description="Never train on fewer pairs.")
     launcher: Literal["local", "kubernetes"] | None = Field(
