@@ -6,8 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/install.sh dev
 scripts/task lint        # ruff, the format check, the import contracts
 scripts/task typecheck   # mypy strict on the shared package, the ratchet on the rest
-# A new test order every run (pytest-randomly); the seed is printed, as -q hides it.
-seed=${LLMLOOP_TEST_SEED:-$((RANDOM * 32768 + RANDOM))}
-echo "test order: --randomly-seed=$seed (LLMLOOP_TEST_SEED=$seed scripts/test.sh repeats it)"
 # pytest exits 5 when it ran no test: that fails here, as any non-zero status does.
-exec .venv/bin/python -m pytest -p randomly --randomly-seed="$seed" "$@"
+exec .venv/bin/python -m pytest "$@"

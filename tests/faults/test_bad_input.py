@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -205,14 +205,18 @@ def with_body(ing: Ingest, body: bytes, *lines: bytes, auth: bytes | None = None
 def stream(ing: Ingest, request_head: bytes, body: Iterator[bytes], wait_s: float = 0) -> Answer:
     """Send ``body`` until ingest answers (a 100 MB body), after ``wait_s`` for an early answer."""
     sock = socket.create_connection(("127.0.0.1", ing.port), timeout=10)
-    with sock:
+    # poll, not select: late in a long test session the socket's fd can be past 1023.
+    with sock, selectors.DefaultSelector() as sel:
         sock.sendall(request_head)
-        select.select([sock], [], [], wait_s)
+        sel.register(sock, selectors.EVENT_READ)
+        sel.select(wait_s)
+        sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
         sock.setblocking(False)
         sent, pending = 0, b""
         while True:
-            readable, writable, _ = select.select([sock], [sock], [], 10)
-            assert readable or writable, f"ingest neither read nor answered after {sent} bytes"
+            ready = sel.select(10)
+            assert ready, f"ingest neither read nor answered after {sent} bytes"
+            readable = ready[0][1] & selectors.EVENT_READ
             if readable:
                 break  # the answer came: stop sending
             if not pending:
