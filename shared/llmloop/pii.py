@@ -172,8 +172,12 @@ def redact_text(text: str, counts: MutableMapping[str, int]) -> str:
     return seen.text
 
 
-def kinds(text: str) -> list[str]:
-    """The kinds of personal data in ``text``, sorted; never the values."""
+def kinds(*texts: str) -> list[str]:
+    """The kinds of personal data in any of ``texts``, sorted; never the values.
+
+    Several texts (a prompt and its answer) are searched as one, joined by newlines:
+    no pattern matches a newline, and at one each behaves as at the start or end of a
+    text, so the kinds are those of the texts one by one, for one pass's cost."""
     counts: dict[str, int] = {}  # a plain dict: a Counter per text cost more than the search
-    redact_text(text, counts)
+    redact_text("\n".join(texts), counts)
     return sorted(counts)

@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from llmloop.bus import EventBus, open_bus
-from llmloop.lifecycle import stop_on_signals, tune_memory
+from llmloop.lifecycle import stop_on_signals, tune_gc, tune_memory
 from llmloop.settings import Settings
 from llmloop.store import Store, open_store
 from llmloop.urls import redact_url
@@ -187,7 +187,9 @@ async def serve(spec: ServiceSpec, settings: Settings) -> None:
         async with stop_on_signals() as stop:
             await bus.start()
             try:
-                await run_parts(build_parts([spec], Wiring(settings, bus, store)), stop)
+                parts = build_parts([spec], Wiring(settings, bus, store))
+                tune_gc()  # after start-up: its heap is frozen, batches collect less often
+                await run_parts(parts, stop)
             finally:
                 await bus.close()
     finally:

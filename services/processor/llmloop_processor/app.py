@@ -29,6 +29,7 @@ import faust
 
 from llmloop import topics
 from llmloop.bus import EventBus, Message, open_bus, retry_until_done
+from llmloop.lifecycle import tune_gc
 from llmloop.store import Store, open_store
 from llmloop_processor.runtime import services
 from llmloop_processor.settings import ProcessorSettings
@@ -106,6 +107,7 @@ class _Runtime:
                 self.stats = parts["stats"]
                 self.settings = s
                 self.ready = True
+                tune_gc()  # after start-up: its heap is frozen, batches collect less often
                 log.info("processor worker: store %s, bus %s", self.store.url, self.bus.url)
         return self
 

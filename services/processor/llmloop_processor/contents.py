@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from llmloop.events import ChatMessage, CompletionContentLogged, CompletionLogged, FeedbackGiven
 from llmloop.store import Store
-from llmloop_processor.rows import TableSpec, _common, _schema, messages_json
+from llmloop_processor.rows import COMMON, Column, TableSpec, messages_json, text
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +44,19 @@ JOIN_WINDOW = timedelta(days=7)
 RESPONSE_ID = "gen_ai.response.id"  # the feedback metadata entry ingest fills
 
 
-def _content_row(e: CompletionContentLogged) -> dict[str, Any]:
-    return {
-        **_common(e),
-        "completion_id": str(e.completion_id),
-        "trace_id": e.trace_id or "",
-        "span_id": e.span_id or "",
-        "model": e.model or "",
-        "prompt": messages_json(e.prompt),
-        "choices": messages_json(e.choices),
-    }
-
-
-S = pa.string()
 COMPLETION_CONTENTS = TableSpec(
     "completion_contents",
     "ts",
     "timestamp",
-    _schema(
-        ("completion_id", S),
-        ("trace_id", S),
-        ("span_id", S),
-        ("model", S),
-        ("prompt", S),
-        ("choices", S),
+    (
+        *COMMON,
+        Column("completion_id", pa.string(), lambda e: str(e.completion_id)),
+        text("trace_id"),
+        text("span_id"),
+        text("model"),
+        Column("prompt", pa.string(), lambda e: messages_json(e.prompt)),
+        Column("choices", pa.string(), lambda e: messages_json(e.choices)),
     ),
-    _content_row,
 )
 
 

@@ -30,6 +30,7 @@ from llmloop.events import AnyEvent, CompletionLogged
 from llmloop.store import Store
 from llmloop_processor.contents import ContentJoin
 from llmloop_processor.features import FeatureWorker, text_features
+from llmloop_processor.rows import COMMON, LABELS, field, text
 from llmloop_processor.sampling import EmbeddingSampler
 from llmloop_processor.writer import stored_copy
 
@@ -132,10 +133,6 @@ class Enricher:
         if self._worker is not None:
             self._worker.close()
 
-    def table(self, events: Sequence[CompletionLogged]) -> pa.Table:
-        """The ``completion_enrichments`` rows of ``events`` as one Arrow table."""
-        return pa.Table.from_pylist(self.rows(events), schema=SCALAR_SCHEMA)
-
     def decide(self, e: CompletionLogged) -> tuple[str, float]:
         """(embedding_state, sample rate) of one completion."""
         if self.sampler is None:
@@ -145,60 +142,76 @@ class Enricher:
         )
         return ("sampled" if chosen else "not_sampled"), rate
 
-    def rows(self, events: Sequence[CompletionLogged]) -> list[dict[str, Any]]:
-        """One dict per completion (no vectors: those are the embedding stage's)."""
+    def table(self, events: Sequence[CompletionLogged]) -> pa.Table:
+        """The ``completion_enrichments`` rows of ``events`` as one Arrow table (no
+        vectors: those are the embedding stage's). Built a column at a time."""
         prompts = [e.prompt_text() for e in events]
         outputs = [e.completion for e in events]
         features = (self._worker or text_features)(prompts, outputs)
-        rows = []
-        for i, e in enumerate(events):
+        columns: dict[str, Any] = {c.name: c.array(events) for c in _EVENT_COLUMNS}
+        columns["prompt_chars"] = list(map(len, prompts))
+        columns["completion_chars"] = list(map(len, outputs))
+        columns.update(self._usage(events, prompts, outputs))
+        per_feature = list(zip(*features, strict=True)) or [()] * len(_FEATURES)
+        columns.update(zip(_FEATURES, map(list, per_feature), strict=True))
+        tox = zip(columns["prompt_toxicity"], columns["completion_toxicity"], strict=True)
+        columns["toxic"] = [max(p, c) >= self.toxic_threshold for p, c in tox]
+        decided = [self.decide(e) for e in events]
+        columns["embedding_state"] = [state for state, _ in decided]
+        columns["embedding_sample_rate"] = [rate for _, rate in decided]
+        # The vectors are in completion_embeddings now (issue 18); `embedded` stays true
+        # only on rows written before, which hold them here.
+        columns["embedded"] = [False] * len(events)
+        return pa.Table.from_pydict(columns, schema=SCALAR_SCHEMA)
+
+    def _usage(
+        self, events: Sequence[CompletionLogged], prompts: list[str], outputs: list[str]
+    ) -> dict[str, list[Any]]:
+        """Tokens (estimated where the event has none) and cost (priced where it has none)."""
+        prices: dict[str, tuple[Any, Any]] = {}  # model -> (price, cache price), once a batch
+        out: dict[str, list[Any]] = {name: [] for name in _USAGE}
+        for e, prompt, output in zip(events, prompts, outputs, strict=True):
             p_tok, c_tok = e.prompt_tokens, e.completion_tokens
-            estimated = p_tok is None or c_tok is None
-            p_tok = estimate_tokens(prompts[i]) if p_tok is None else p_tok
-            c_tok = estimate_tokens(outputs[i]) if c_tok is None else c_tok
+            out["tokens_estimated"].append(p_tok is None or c_tok is None)
+            p_tok = estimate_tokens(prompt) if p_tok is None else p_tok
+            c_tok = estimate_tokens(output) if c_tok is None else c_tok
             cost, cost_source = e.cost_usd, "event"
             if cost is None:
-                price = price_for(e.model, self.prices)
-                cache_price = price_for(e.model, DEFAULT_CACHE_PRICES)
+                if e.model not in prices:
+                    prices[e.model] = (
+                        price_for(e.model, self.prices),
+                        price_for(e.model, DEFAULT_CACHE_PRICES),
+                    )
+                price, cache_price = prices[e.model]
                 cost = None if price is None else cost_usd(e, p_tok, c_tok, price, cache_price)
                 cost_source = "unknown" if price is None else "price_table"
-            state, rate = self.decide(e)
-            sent_p, sent_c, tox_p, tox_c, refusal, pii, demographics = features[i]
-            rows.append(
-                {
-                    "event_id": str(e.event_id),
-                    "project_id": e.project_id or "",
-                    "ts": e.timestamp,
-                    "model": e.model,
-                    "model_version": e.model_version or "",
-                    "prompt_version": e.prompt_version or "",
-                    "attributes": list(e.attributes.items()),
-                    "prompt_chars": len(prompts[i]),
-                    "completion_chars": len(outputs[i]),
-                    "prompt_tokens": p_tok,
-                    "completion_tokens": c_tok,
-                    "tokens_estimated": estimated,
-                    "latency_ms": e.latency_ms,
-                    "cost_usd": cost,
-                    "cost_source": cost_source,
-                    "prompt_sentiment": sent_p,
-                    "completion_sentiment": sent_c,
-                    "prompt_toxicity": tox_p,
-                    "completion_toxicity": tox_c,
-                    "toxic": max(tox_p, tox_c) >= self.toxic_threshold,
-                    "refusal": refusal,
-                    "pii": pii,
-                    "demographics": demographics,
-                    "embedding_sample_rate": rate,
-                    # The vectors are in completion_embeddings now (issue 18); `embedded`
-                    # stays true only on rows written before, which hold them here.
-                    "embedded": False,
-                    "embedding_state": state,
-                }
-            )
-        return rows
+            out["prompt_tokens"].append(p_tok)
+            out["completion_tokens"].append(c_tok)
+            out["cost_usd"].append(cost)
+            out["cost_source"].append(cost_source)
+        return out
 
 
+# The columns an enrichment row copies from its completion, and those it computes.
+_EVENT_COLUMNS = (
+    *COMMON,
+    field("model", pa.string()),
+    text("model_version"),
+    text("prompt_version"),
+    field("attributes", LABELS),
+    field("latency_ms", pa.float64()),
+)
+_USAGE = ("prompt_tokens", "completion_tokens", "tokens_estimated", "cost_usd", "cost_source")
+# In the order of ``features.Features``.
+_FEATURES = (
+    "prompt_sentiment",
+    "completion_sentiment",
+    "prompt_toxicity",
+    "completion_toxicity",
+    "refusal",
+    "pii",
+    "demographics",
+)
 _EMPTY = np.zeros(0, dtype=np.int8)
 EMBEDDING = pa.list_(pa.int8())
 _S, _F, _F32, _U32, _B = pa.string(), pa.float64(), pa.float32(), pa.uint32(), pa.bool_()

@@ -48,9 +48,9 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSAL_ANYWHERE.search(head))
 
 
-def pii_flags(text: str) -> list[str]:
-    """Kinds of personal data that look present in ``text`` (never the values themselves)."""
-    return pii.kinds(text)
+def pii_flags(*texts: str) -> list[str]:
+    """Kinds of personal data that look present in ``texts`` (never the values themselves)."""
+    return pii.kinds(*texts)
 
 
 def sentiment(texts: Sequence[str]) -> list[float]:
@@ -80,7 +80,7 @@ def text_features(prompts: Sequence[str], outputs: Sequence[str]) -> list[Featur
             tox[i],
             tox[n + i],
             is_refusal(outputs[i]),
-            sorted(set(pii_flags(prompts[i]) + pii_flags(outputs[i]))),
+            pii_flags(prompts[i], outputs[i]),
             demographic_groups(prompts[i]),
         )
         for i in range(n)

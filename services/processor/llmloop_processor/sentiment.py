@@ -56,24 +56,26 @@ class FastVader:
         # fewer), lower-cased, upper-case or not. Looked up, not recomputed: words repeat.
         known, learn = self._words, self._learn
         rows = [known.get(w) or learn(w) for w in text.split()]
+        hits = [i for i, r in enumerate(rows) if r[3]]
+        if not hits:  # no lexicon word: every valence is 0, and so is the score
+            return 0.0
         words = [r[0] for r in rows]
         lower = [r[1] for r in rows]
         caps = sum(r[2] for r in rows)
         cap_diff = 0 < len(words) - caps < len(words)
         last = len(words) - 1
         sentiments: list[float] = [0] * len(words)
-        for i in [i for i, r in enumerate(rows) if r[3]]:
+        for i in hits:
             low = lower[i]
             if low in vs.BOOSTER_DICT or (low == "kind" and i < last and lower[i + 1] == "of"):
                 continue
             sentiments[i] = self._valence(words, lower, i, cap_diff)
         if "but" in lower:
             sentiments = _but_check(lower.index("but"), sentiments)
-        if not sentiments:
-            return 0.0
         total = float(sum(sentiments))
-        emphasis = self._original._punctuation_emphasis(text)
-        total += emphasis if total > 0 else -emphasis if total < 0 else 0.0
+        if total:  # the emphasis of ! and ? goes with the sign; nothing to emphasise at 0
+            emphasis = self._original._punctuation_emphasis(text)
+            total += emphasis if total > 0 else -emphasis
         return round(vs.normalize(total), 4)
 
     def _learn(self, word: str) -> tuple[str, str, bool, bool]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
 from ingest_helpers import client_for, published
 
+from llmloop import pii
 from llmloop.events import parse_event
 from llmloop.pii import luhn_ok, redact_text
 from llmloop.testing.server import completion
@@ -48,20 +50,11 @@ def test_look_alikes_are_left_alone(text):
     assert not counts
 
 
-def test_the_cheap_gates_never_change_what_is_replaced():
-    # Each pattern is skipped on texts that fail a necessary condition (digit count, an
-    # @, two colons); the result must equal every pattern run on every text.
-    import random
-
-    from llmloop import pii
+def _hard_texts(rng: random.Random) -> list[str]:
+    """Realistic answers with PII and look-alikes in them, glued into words at random
+    places, and random strings of the characters the detectors' windows are made of."""
     from llmloop.testing.corpus import long_completions
 
-    def ungated(text: str, counts: Counter[str]) -> str:
-        for kind, pattern, accept, _ in pii._DETECTORS:
-            text = pattern.sub(pii._replacer(kind, accept, counts), text)
-        return text
-
-    rng = random.Random(5)
     pieces = [
         "bob@example.com", "DE89 3704 0044 0532 0130 00", "4111 1111 1111 1111",
         "078-05-1120", "10.0.0.1", "fe80::1ff:fe23:4567:890a", "abcd::ef", "+44 20 7946 0958",
@@ -81,11 +74,41 @@ def test_the_cheap_gates_never_change_what_is_replaced():
     texts += [
         "".join(rng.choice(alphabet) for _ in range(rng.randrange(5, 60))) for _ in range(3000)
     ]
+    return texts
+
+
+def test_the_cheap_gates_never_change_what_is_replaced():
+    # Each pattern is skipped on texts that fail a necessary condition (digit count, an
+    # @, two colons); the result must equal every pattern run on every text.
+    def ungated(text: str, counts: Counter[str]) -> str:
+        for kind, pattern, accept, _ in pii._DETECTORS:
+            text = pattern.sub(pii._replacer(kind, accept, counts), text)
+        return text
+
+    texts = _hard_texts(random.Random(5))
     for text in texts:
         got, want = Counter[str](), Counter[str]()
         assert redact_text(text, got) == ungated(text, want), text
         assert got == want
     assert sum(bool(pii.kinds(t)) for t in texts) > 200
+
+
+def test_a_prompt_and_its_answer_searched_as_one_have_the_kinds_of_each():
+    # The processor flags a completion's PII in one pass over prompt and answer joined
+    # (pii.kinds(a, b)): a match across the join, or a boundary check that sees the other
+    # text, would flag what neither holds or miss what one does.
+    rng = random.Random(11)
+    texts = _hard_texts(rng)
+    edges = [
+        "4111 1111", "1111 1111", "192.168", ".1.20", "bob@", "example.com", "+44 20",
+        "7946 0958", "fe80::", ":1", "078-05", "-1120", "DE89 3704", "0044 0532 0130 00",
+    ]  # fmt: skip
+    texts += edges
+    pairs = [(rng.choice(texts), rng.choice(texts)) for _ in range(4000)]
+    pairs += [(a, b) for a in edges for b in edges]  # halves of one value on either side
+    for a, b in pairs:
+        assert pii.kinds(a, b) == sorted(set(pii.kinds(a)) | set(pii.kinds(b))), (a, b)
+    assert sum(len(pii.kinds(a, b)) > 1 for a, b in pairs) > 100
 
 
 def test_luhn():

@@ -96,11 +96,11 @@ def test_rows_without_embeddings() -> None:
 
 def test_scalar_rows_record_the_sample_decision_and_never_embed() -> None:
     events = [CompletionLogged(model="m", prompt=f"p{i}", completion="c") for i in range(400)]
-    rows = Enricher(Sampler(0.25)).rows(events)
+    rows = Enricher(Sampler(0.25)).table(events).to_pylist()
     sampled = [r for r in rows if r["embedding_state"] == "sampled"]
     assert 60 < len(sampled) < 140 and all(r["embedding_sample_rate"] == 0.25 for r in rows)
     assert {r["embedding_state"] for r in rows} == {"sampled", "not_sampled"}
-    assert rows == Enricher(Sampler(0.25)).rows(events)  # redelivery: the same rows
+    assert rows == Enricher(Sampler(0.25)).table(events).to_pylist()  # redelivery: the same
 
 
 def test_fast_vader_scores_equal_the_original() -> None:
@@ -149,6 +149,6 @@ def test_features_in_a_worker_process_equal_those_in_process() -> None:
     ]
     worker = Enricher(Sampler(0.5), in_child=True)
     try:
-        assert worker.rows(events) == Enricher(Sampler(0.5)).rows(events)
+        assert worker.table(events).equals(Enricher(Sampler(0.5)).table(events))
     finally:
         worker.close()
