@@ -152,8 +152,7 @@ class Enricher:
         columns["prompt_chars"] = list(map(len, prompts))
         columns["completion_chars"] = list(map(len, outputs))
         columns.update(self._usage(events, prompts, outputs))
-        per_feature = list(zip(*features, strict=True)) or [()] * len(_FEATURES)
-        columns.update(zip(_FEATURES, map(list, per_feature), strict=True))
+        columns.update(features)
         tox = zip(columns["prompt_toxicity"], columns["completion_toxicity"], strict=True)
         columns["toxic"] = [max(p, c) >= self.toxic_threshold for p, c in tox]
         decided = [self.decide(e) for e in events]
@@ -202,16 +201,8 @@ _EVENT_COLUMNS = (
     field("latency_ms", pa.float64()),
 )
 _USAGE = ("prompt_tokens", "completion_tokens", "tokens_estimated", "cost_usd", "cost_source")
-# In the order of ``features.Features``.
-_FEATURES = (
-    "prompt_sentiment",
-    "completion_sentiment",
-    "prompt_toxicity",
-    "completion_toxicity",
-    "refusal",
-    "pii",
-    "demographics",
-)
+
+
 _EMPTY = np.zeros(0, dtype=np.int8)
 EMBEDDING = pa.list_(pa.int8())
 _S, _F, _F32, _U32, _B = pa.string(), pa.float64(), pa.float32(), pa.uint32(), pa.bool_()

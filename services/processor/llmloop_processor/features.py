@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from llmloop import pii
 from llmloop_processor.bias import demographic_groups
@@ -63,28 +64,25 @@ def toxicity(texts: Sequence[str]) -> list[float]:
     return toxicity_model()([t[:5000] for t in texts]) if texts else []
 
 
-Features = tuple[float, float, float, float, bool, list[str], list[str]]
+Features = dict[str, list[Any]]
 
 
-def text_features(prompts: Sequence[str], outputs: Sequence[str]) -> list[Features]:
-    """The model-based features per completion: (prompt and completion sentiment, prompt
-    and completion toxicity, refusal, PII kinds, demographic groups). Pure CPU work on
-    texts, so it can run in a worker process (``FeatureWorker``)."""
-    sent_p, sent_c = sentiment(prompts), sentiment(outputs)
+def text_features(prompts: Sequence[str], outputs: Sequence[str]) -> Features:
+    """The model-based features of completions, one list per ``completion_enrichments``
+    column: prompt and completion sentiment and toxicity, refusal, PII kinds (of prompt
+    and answer) and demographic groups (of the prompt). Pure CPU work on texts, so it can
+    run in a worker process (``FeatureWorker``)."""
     tox = toxicity(list(prompts) + list(outputs))
     n = len(prompts)
-    return [
-        (
-            sent_p[i],
-            sent_c[i],
-            tox[i],
-            tox[n + i],
-            is_refusal(outputs[i]),
-            pii_flags(prompts[i], outputs[i]),
-            demographic_groups(prompts[i]),
-        )
-        for i in range(n)
-    ]
+    return {
+        "prompt_sentiment": sentiment(prompts),
+        "completion_sentiment": sentiment(outputs),
+        "prompt_toxicity": tox[:n],
+        "completion_toxicity": tox[n:],
+        "refusal": [is_refusal(o) for o in outputs],
+        "pii": [pii_flags(p, o) for p, o in zip(prompts, outputs, strict=True)],
+        "demographics": [demographic_groups(p) for p in prompts],
+    }
 
 
 class FeatureWorker:
@@ -105,7 +103,7 @@ class FeatureWorker:
             max_workers=1, mp_context=multiprocessing.get_context("spawn")
         )
 
-    def __call__(self, prompts: Sequence[str], outputs: Sequence[str]) -> list[Features]:
+    def __call__(self, prompts: Sequence[str], outputs: Sequence[str]) -> Features:
         return self._pool.submit(text_features, list(prompts), list(outputs)).result()
 
     def close(self) -> None:

@@ -1,7 +1,9 @@
 """Events to table rows: one Arrow table per ClickHouse table, typed explicitly.
 
-Missing optional strings become '' and missing numbers NULL, matching the
-migrations in ``schemas/clickhouse``.
+Each table is a list of ``Column``s (name, Arrow type, value of an event), from
+which its schema and its rows both come. Missing optional strings become '' and
+missing numbers NULL, matching the migrations in ``schemas/clickhouse``
+(``tests/contract/test_dashboards.py`` compares every written schema with them).
 """
 
 from __future__ import annotations
@@ -52,10 +54,13 @@ def text(name: str, attr: str | None = None) -> Column:
     return field(name, S, attr, "")
 
 
+def schema_of(columns: Sequence[Column]) -> pa.Schema:
+    return pa.schema([(c.name, c.type) for c in columns])
+
+
 def table(columns: Sequence[Column], events: Sequence[Any]) -> pa.Table:
     """``events`` as one Arrow table of ``columns``."""
-    schema = pa.schema([(c.name, c.type) for c in columns])
-    return pa.Table.from_arrays([c.array(events) for c in columns], schema=schema)
+    return pa.Table.from_arrays([c.array(events) for c in columns], schema=schema_of(columns))
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class TableSpec:
 
     @property
     def schema(self) -> pa.Schema:
-        return pa.schema([(c.name, c.type) for c in self.columns])
+        return schema_of(self.columns)
 
     def to_arrow(self, events: Sequence[Any]) -> pa.Table:
         return table(self.columns, events)
