@@ -30,11 +30,10 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from llmloop.events import ChatMessage, CompletionContentLogged, CompletionLogged, FeedbackGiven
 from llmloop.store import Store
-from llmloop_processor.rows import COMMON, Column, TableSpec, messages_json, text
+from llmloop_processor.rows import COMMON, Column, S, TableSpec, messages_json, text, uuid_text
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,12 @@ COMPLETION_CONTENTS = TableSpec(
     "timestamp",
     (
         *COMMON,
-        Column("completion_id", pa.string(), lambda e: str(e.completion_id)),
+        uuid_text("completion_id"),
         text("trace_id"),
         text("span_id"),
         text("model"),
-        Column("prompt", pa.string(), lambda e: messages_json(e.prompt)),
-        Column("choices", pa.string(), lambda e: messages_json(e.choices)),
+        Column("prompt", S, lambda e: messages_json(e.prompt)),
+        Column("choices", S, lambda e: messages_json(e.choices)),
     ),
 )
 

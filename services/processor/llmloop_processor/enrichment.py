@@ -30,7 +30,7 @@ from llmloop.events import AnyEvent, CompletionLogged
 from llmloop.store import Store
 from llmloop_processor.contents import ContentJoin
 from llmloop_processor.features import FeatureWorker, text_features
-from llmloop_processor.rows import COMMON, LABELS, field, text
+from llmloop_processor.rows import COMMON, LABELS, S, field, text
 from llmloop_processor.sampling import EmbeddingSampler
 from llmloop_processor.writer import stored_copy
 
@@ -194,7 +194,7 @@ class Enricher:
 # The columns an enrichment row copies from its completion, and those it computes.
 _EVENT_COLUMNS = (
     *COMMON,
-    field("model", pa.string()),
+    field("model", S),
     text("model_version"),
     text("prompt_version"),
     field("attributes", LABELS),

@@ -91,19 +91,19 @@ def _optional(attr: str) -> Callable[[Any], Any]:
     return lambda e: getattr(e, attr, None)
 
 
-def _id(attr: str) -> Callable[[Any], str | None]:
-    """An id (UUID) as text, or None where the event has none."""
+def uuid_text(name: str) -> Column:
+    """An id attribute (a UUID) as text; NULL where the event has none."""
 
     def value(e: Any) -> str | None:
-        found = getattr(e, attr, None)
+        found = getattr(e, name, None)
         return None if found is None else str(found)
 
-    return value
+    return Column(name, S, value)
 
 
 # Every event table starts with these (time column ``ts``).
 COMMON = (
-    Column("event_id", S, _id("event_id")),
+    uuid_text("event_id"),
     text("project_id"),
     field("ts", TS, "timestamp"),
 )
@@ -168,7 +168,7 @@ FEEDBACK = TableSpec(
     "timestamp",
     (
         *COMMON,
-        Column("completion_id", S, _id("completion_id")),
+        uuid_text("completion_id"),
         field("kind", S),
         field("source", S),
         text("evaluation"),  # migration 0017 (issue 13)
@@ -178,8 +178,8 @@ FEEDBACK = TableSpec(
         Column("scale_max", F, _optional("scale_max")),
         text("comment"),
         Column("correction", S, _optional("correction"), ""),
-        Column("chosen_id", S, _id("chosen_id")),
-        Column("rejected_id", S, _id("rejected_id")),
+        uuid_text("chosen_id"),
+        uuid_text("rejected_id"),
         text("user_id"),
         Column("metadata", S, lambda e: _json(e.metadata)),
     ),
@@ -294,7 +294,7 @@ DRIFT_BASELINES = TableSpec(
     "set_at",
     "timestamp",
     (
-        Column("event_id", S, _id("event_id")),
+        uuid_text("event_id"),
         text("project_id"),
         field("model", S),
         field("prompt_version", S),
