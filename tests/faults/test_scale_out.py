@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections import Counter, defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -114,7 +115,14 @@ async def test_replicas_of_every_service_one_killed_each(
             await loop.settle("processor", "alerting", "retraining", timeout=100)
             await notifications_settled(broker)
             loop.check_alive()
-            pairs = controller_pairs(loop)
+            # The controller reads the join log without committing (settle cannot see it)
+            # and pairs feedback that came before its completions on a timer: its count can
+            # still grow for a moment after the joiners committed everything.
+            deadline = time.monotonic() + 30
+            while (pairs := controller_pairs(loop)) < len(set(app.feedback)):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
             alerts, outcome = await ledger(broker)
             metrics = [
                 orjson.loads(m.value) for m in await read_topic(broker.bootstrap, topics.METRICS)
