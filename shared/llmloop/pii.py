@@ -82,10 +82,9 @@ _MASK = bytes.maketrans(
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _windows(text: str) -> list[tuple[int, int, int]]:
-    """The spans of ``text`` (ASCII) where a digit-bearing match could lie, with the
-    number of digits each holds (a match's digits are all in its window)."""
-    mask = text.encode("ascii").translate(_MASK)
+def _windows(mask: bytes) -> list[tuple[int, int, int]]:
+    """The spans of a text (its ``_MASK`` translation) where a digit-bearing match could
+    lie, with the number of digits each holds (a match's digits are all in its window)."""
     out = []
     i = mask.find(b"d")
     while i != -1:
@@ -109,38 +108,55 @@ def _colon_pair(text: str) -> bool:
 
 
 class _Text:
-    """What the necessary conditions read of a text: computed once, again after a change."""
+    """What the necessary conditions read of a text: computed once, again after a change.
 
-    __slots__ = ("ascii", "digits", "text", "windows")
+    The windows only when a pattern's digit count and shape pass on the whole text:
+    most texts hold too few digits for any pattern, and finding windows cost more than
+    those two checks (issue 14)."""
+
+    __slots__ = ("_windows", "ascii", "digits", "mask", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.ascii = text.isascii()
-        self.windows = _windows(text) if self.ascii else []
-        self.digits = 0 if self.ascii else len(_ANY_DIGIT.findall(text))
+        self.mask = text.encode("ascii").translate(_MASK) if self.ascii else b""
+        self.digits = self.mask.count(b"d") if self.ascii else len(_ANY_DIGIT.findall(text))
+        self._windows: list[tuple[int, int, int]] | None = None
 
-    def could_hold(self, pattern: re.Pattern[str], min_digits: int) -> bool:
-        """Whether ``pattern`` (digit-bearing, ``min_digits`` at least) may match."""
+    def could_hold(self, pattern: re.Pattern[str], min_digits: int, shape: bytes = b"d") -> bool:
+        """Whether ``pattern`` (digit-bearing, ``min_digits`` at least, every match of
+        which holds ``shape`` in ``_MASK`` letters) may match."""
+        if self.digits < min_digits:
+            return False
         if not self.ascii:
-            return self.digits >= min_digits
+            return True
+        if shape not in self.mask:
+            return False
+        if self._windows is None:
+            self._windows = _windows(self.mask)
         text = self.text
         return any(
-            digits >= min_digits and pattern.search(text, lo, hi) for lo, hi, digits in self.windows
+            digits >= min_digits and pattern.search(text, lo, hi)
+            for lo, hi, digits in self._windows
         )
 
 
 # Order matters: the longer, stricter shapes go before phones, whose pattern would
-# swallow them. The last column is the necessary condition on the text (above):
-# redaction and the processor's flags run on every text, the patterns cost tens of
-# microseconds each on a long answer, and most texts fail the condition.
-_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool], Callable[[_Text], bool]]] = [
-    ("email", _EMAIL, _always, lambda t: "@" in t.text),
-    ("iban", _IBAN, _always, lambda t: t.could_hold(_IBAN, 2)),
-    ("card", _CARD, _is_card, lambda t: t.could_hold(_CARD, 13)),
-    ("ssn", _SSN, _always, lambda t: "-" in t.text and t.could_hold(_SSN, 9)),
-    ("ip", _IPV4, _is_ip, lambda t: t.text.count(".") >= 3 and t.could_hold(_IPV4, 4)),
-    ("ip", _IPV6, _is_ip, lambda t: _colon_pair(t.text)),
-    ("phone", _PHONE, _is_phone, lambda t: t.could_hold(_PHONE, 8)),
+# swallow them. The last two columns are the necessary conditions on the text (above):
+# the digits a match holds at least, then a check of the text; redaction and the
+# processor's flags run on every text, the patterns cost tens of microseconds each on a
+# long answer, and most texts fail the conditions (the digit count, first: most texts
+# hold too few digits for most patterns, and it costs no call).
+_Gate = Callable[[_Text], bool]
+_DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool], int, _Gate]] = [
+    ("email", _EMAIL, _always, 0, lambda t: "@" in t.text),
+    # An IBAN starts with two capitals and two digits ("uudd" in the mask).
+    ("iban", _IBAN, _always, 2, lambda t: t.could_hold(_IBAN, 2, b"uudd")),
+    ("card", _CARD, _is_card, 13, lambda t: t.could_hold(_CARD, 13)),
+    ("ssn", _SSN, _always, 9, lambda t: "-" in t.text and t.could_hold(_SSN, 9)),
+    ("ip", _IPV4, _is_ip, 4, lambda t: t.text.count(".") >= 3 and t.could_hold(_IPV4, 4)),
+    ("ip", _IPV6, _is_ip, 0, lambda t: _colon_pair(t.text)),
+    ("phone", _PHONE, _is_phone, 8, lambda t: t.could_hold(_PHONE, 8)),
 ]
 
 
@@ -164,8 +180,8 @@ def redact_text(text: str, counts: MutableMapping[str, int]) -> str:
     if not text:
         return text
     seen = _Text(text)
-    for kind, pattern, accept, could_match in _DETECTORS:
-        if could_match(seen):
+    for kind, pattern, accept, min_digits, could_match in _DETECTORS:
+        if seen.digits >= min_digits and could_match(seen):
             replaced = pattern.sub(_replacer(kind, accept, counts), seen.text)
             if replaced != seen.text:
                 seen = _Text(replaced)

@@ -555,9 +555,9 @@ class RecordingStore:
         self.params.append(dict(params or {}))
         return bytes(self.inner.query_raw(sql, fmt, params))
 
-    def insert(self, table: str, data: Any) -> int:
+    def insert(self, table: str, data: Any, *, unique_keys: bool = False) -> int:
         self.inserted.append(table)
-        return int(self.inner.insert(table, data))
+        return int(self.inner.insert(table, data, unique_keys=unique_keys))
 
     def close(self) -> None:
         self.inner.close()

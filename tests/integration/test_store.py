@@ -113,6 +113,19 @@ def test_arrow_insert_and_typed_query(store):
     assert store.query_raw("SELECT id FROM t ORDER BY id", "JSONEachRow").count(b'"id"') == 2
 
 
+def test_an_insert_of_unique_keys_skips_the_fold_on_insert(store):
+    # The writers drop a batch's duplicates before inserting and say so (unique_keys):
+    # the engine then skips folding the block as it inserts. Shown on two rows of one key,
+    # which only an insert that folds makes one (the merges fold them later either way).
+    store.command("CREATE TABLE r (id UInt32, v String) ENGINE = ReplacingMergeTree ORDER BY id")
+    two = pa.table({"id": pa.array([1, 1], pa.uint32()), "v": ["a", "b"]})
+    store.insert("r", two)
+    assert store.query("SELECT count() FROM r").scalar() == 1
+    store.command("TRUNCATE TABLE r")
+    store.insert("r", two, unique_keys=True)
+    assert store.query("SELECT count() FROM r").scalar() == 2
+
+
 def test_bad_sql_is_a_store_error_naming_the_problem(store):
     with pytest.raises(StoreError, match=r"UNKNOWN_TABLE|Unknown table"):
         store.query("SELECT * FROM nope")

@@ -66,8 +66,8 @@ _GROUP_OF_BYTES = {term.encode(): group for term, group in _GROUP_OF_TERM.items(
 def _groups_in(low: str) -> set[tuple[str, str]]:
     if not low.isascii():
         return {_GROUP_OF_TERM[w] for w in set(_WORD.findall(low)) if w in _GROUP_OF_TERM}
-    words = set(ascii_words(low))
-    return {_GROUP_OF_BYTES[w] for w in words if w in _GROUP_OF_BYTES}
+    # Looked up word by word (a set of the words first cost more than the look-ups).
+    return {_GROUP_OF_BYTES[w] for w in ascii_words(low) if w in _GROUP_OF_BYTES}
 
 
 def demographic_groups(text: str) -> list[str]:
@@ -76,6 +76,8 @@ def demographic_groups(text: str) -> list[str]:
     Terms are whole words, case-insensitive: the text's words, looked up once each
     (one pass, whatever the number of terms)."""
     found = _groups_in(text.lower())
+    if not found:
+        return []
     return [f"{family}:{group}" for family, group in sorted(found, key=_ORDER.__getitem__)]
 
 

@@ -268,7 +268,7 @@ class EnrichmentWriter:
         # usual order (exporters send logs every second, spans every five); content
         # that comes after the span leaves that span's enrichment on empty text.
         new = ContentJoin(self.store).fill(new, [])
-        return self.store.insert(TABLE, self.enricher.table(new))
+        return self.store.insert(TABLE, self.enricher.table(new), unique_keys=True)
 
 
 def completions(events: Sequence[AnyEvent]) -> list[CompletionLogged]:

@@ -21,11 +21,16 @@ realistic answers and on the rules' corner cases (negation, boosters, "but",
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from functools import cache
+from itertools import compress, pairwise
 from typing import Any
 
 _PUNCTUATION = string.punctuation
 _KNOWN_WORDS = 50_000  # distinct words remembered (about 12 MB at most; real text repeats)
+# A word as the rules see it: form, lower-cased, upper-case, in the lexicon, changes
+# nothing before a sentiment word, part of an idiom or multi-word booster, lexicon value.
+_Word = tuple[str, str, bool, bool, bool, bool, float]
 
 
 class FastVader:
@@ -40,11 +45,18 @@ class FastVader:
         self.emojis: dict[str, str] = original.emojis
         self._original = original
         self._negate = frozenset(vs.NEGATE)
-        # Every word of a multi-word idiom or booster: an idiom check whose neighbours hold
-        # none of them can change nothing (every phrase it looks up has two words or more).
-        phrases = [k for k in (*vs.SPECIAL_CASES, *vs.BOOSTER_DICT) if " " in k]
-        self._idiom_words = frozenset(w for k in phrases for w in k.split(" "))
-        self._words: dict[str, tuple[str, str, bool, bool]] = {}
+        # The first two words of every multi-word idiom or booster: the idiom check can
+        # change nothing where no two neighbouring words are such a pair (every phrase it
+        # looks up has two words or more, and starts with one).
+        phrases = [k.split(" ") for k in (*vs.SPECIAL_CASES, *vs.BOOSTER_DICT) if " " in k]
+        self._pairs = frozenset((p[0], p[1]) for p in phrases)
+        self._phrase_words = frozenset(w for p in phrases for w in p)
+        # Words that change nothing as one of the three before a sentiment word: not a
+        # booster, a negation, or a word a rule names. Behind such words only (and no
+        # idiom in reach), a word's valence is its lexicon value: no rule runs.
+        named = {"no", "least", "so", "this", "never", "without", "doubt"}
+        self._changes = frozenset(vs.BOOSTER_DICT) | self._negate | named
+        self._words: dict[str, _Word] = {}
 
     def compound(self, text: str) -> float:
         """The compound score of ``text`` in [-1, 1], rounded to 4 places as VADER does."""
@@ -53,41 +65,86 @@ class FastVader:
             text = self._without_emojis(text)
         text = text.strip()
         # Per word: its form (punctuation stripped unless that leaves two characters or
-        # fewer), lower-cased, upper-case or not. Looked up, not recomputed: words repeat.
+        # fewer), lower-cased, upper-case or not, and what the rules need to know of it.
+        # Looked up, not recomputed: words repeat. Then one tuple per property.
         known, learn = self._words, self._learn
         rows = [known.get(w) or learn(w) for w in text.split()]
-        hits = [i for i, r in enumerate(rows) if r[3]]
-        if not hits:  # no lexicon word: every valence is 0, and so is the score
+        if not rows:
             return 0.0
-        words = [r[0] for r in rows]
-        lower = [r[1] for r in rows]
-        caps = sum(r[2] for r in rows)
-        cap_diff = 0 < len(words) - caps < len(words)
-        last = len(words) - 1
-        sentiments: list[float] = [0] * len(words)
-        for i in hits:
-            low = lower[i]
-            if low in vs.BOOSTER_DICT or (low == "kind" and i < last and lower[i + 1] == "of"):
-                continue
-            sentiments[i] = self._valence(words, lower, i, cap_diff)
-        if "but" in lower:
-            sentiments = _but_check(lower.index("but"), sentiments)
+        words, lower, upper, lexical, inert, in_phrase, values = zip(*rows, strict=True)
+        if True not in lexical:  # no lexicon word: every valence is 0, and so is the score
+            return 0.0
+        n = len(words)
+        caps = sum(upper)
+        cap_diff = 0 < n - caps < n
+        sentiments: list[float] = [0] * n
+        if (
+            all(inert)
+            and not (cap_diff and any(compress(upper, lexical)))
+            and "but" not in lower
+            and (True not in in_phrase or self._pairs.isdisjoint(pairwise(lower)))
+        ):  # no rule applies to any word (see __init__): the lexicon values (most texts)
+            sentiments = list(values)
+        else:
+            self._rules(words, lower, upper, lexical, inert, in_phrase, cap_diff, sentiments)
+            if "but" in lower:
+                sentiments = _but_check(lower.index("but"), sentiments)
         total = float(sum(sentiments))
         if total:  # the emphasis of ! and ? goes with the sign; nothing to emphasise at 0
             emphasis = self._original._punctuation_emphasis(text)
             total += emphasis if total > 0 else -emphasis
         return round(vs.normalize(total), 4)
 
-    def _learn(self, word: str) -> tuple[str, str, bool, bool]:
+    def _rules(
+        self,
+        words: Sequence[str],
+        lower: Sequence[str],
+        upper: Sequence[bool],
+        lexical: Sequence[bool],
+        inert: Sequence[bool],
+        in_phrase: Sequence[bool],
+        cap_diff: bool,
+        sentiments: list[float],
+    ) -> None:
+        """Each lexicon word's valence in ``sentiments``, its rules applied."""
+        vs, lexicon, last = self._vs, self.lexicon, len(words) - 1
+        for i in compress(range(len(words)), lexical):
+            low = lower[i]
+            if low in vs.BOOSTER_DICT or (low == "kind" and i < last and lower[i + 1] == "of"):
+                continue
+            lo = max(0, i - 3)
+            if (
+                low != "no"
+                and all(inert[lo:i])
+                and not (any(in_phrase[lo : i + 3]) and self._near_idiom(lower, i))
+            ):  # no rule applies (see __init__): the lexicon value, with the capitals rule
+                valence = lexicon[low]
+                if upper[i] and cap_diff:
+                    valence = valence + vs.C_INCR if valence > 0 else valence - vs.C_INCR
+                sentiments[i] = valence
+            else:
+                sentiments[i] = self._valence(words, lower, i, cap_diff)
+
+    def _learn(self, word: str) -> _Word:
         stripped = word.strip(_PUNCTUATION)
         form = word if len(stripped) <= 2 else stripped
         low = form.lower()
-        row = (form, low, form.isupper(), low in self.lexicon)
+        inert = low not in self._changes and "n't" not in low
+        value = self.lexicon.get(low, 0.0)
+        row = (
+            form,
+            low,
+            form.isupper(),
+            low in self.lexicon,
+            inert,
+            low in self._phrase_words,
+            value,
+        )
         if len(self._words) < _KNOWN_WORDS:
             self._words[word] = row
         return row
 
-    def _valence(self, words: list[str], lower: list[str], i: int, cap_diff: bool) -> float:
+    def _valence(self, words: Sequence[str], lower: Sequence[str], i: int, cap_diff: bool) -> float:
         # SentimentIntensityAnalyzer.sentiment_valence for a lexicon word, rule by rule.
         vs, lexicon, low = self._vs, self.lexicon, lower[i]
         valence = lexicon[low]
@@ -126,7 +183,7 @@ class FastVader:
             valence *= vs.N_SCALAR
         return float(valence)
 
-    def _negation(self, valence: float, lower: list[str], start_i: int, i: int) -> float:
+    def _negation(self, valence: float, lower: Sequence[str], start_i: int, i: int) -> float:
         # SentimentIntensityAnalyzer._negation_check, on the three words before word i.
         n_scalar = self._vs.N_SCALAR
         w1, w2 = lower[i - 1], lower[i - 2] if i > 1 else ""
@@ -146,14 +203,13 @@ class FastVader:
                 valence *= n_scalar
         return valence
 
-    def _near_idiom(self, lower: list[str], i: int) -> bool:
-        # Each phrase the idiom check looks up holds word i-1, i-2 or i+1 (it spans two
-        # or three of the words i-3 .. i+2, and those from i-3 go on to i-2).
-        idiom = self._idiom_words
-        return (
-            lower[i - 1] in idiom
-            or lower[i - 2] in idiom
-            or (i + 1 < len(lower) and lower[i + 1] in idiom)
+    def _near_idiom(self, lower: Sequence[str], i: int) -> bool:
+        # Whether a phrase the idiom check looks up can lie within words i-3 .. i+2 (its
+        # reach): its first two words are neighbours there.
+        pairs = self._pairs
+        return any(
+            (lower[p], lower[p + 1]) in pairs
+            for p in range(max(0, i - 3), min(i + 2, len(lower) - 1))
         )
 
     def _negated(self, word: str) -> bool:  # vaderSentiment.negated([word])

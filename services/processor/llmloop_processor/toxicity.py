@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from llmloop_processor.derived import cache_dir, cached_export
-from llmloop_processor.words import ascii_words
+from llmloop_processor.words import SEPARATOR, joined_ascii_words
 
 EXPORT_VERSION = 1
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # the vectorizer's token_pattern
@@ -76,30 +76,22 @@ class Toxicity:
     def __init__(self, weights: Path) -> None:
         with np.load(weights) as w:
             self.index = {word: i for i, word in enumerate(w["words"].tolist())}
-            self.ascii_index = {
+            self._batch_index = {
                 word.encode(): i for word, i in self.index.items() if word.isascii()
             }
+            self._batch_index[SEPARATOR.encode()] = -2
             self.idf, self.coef = w["idf"], w["coef"]
             self.intercept, self.a, self.b = w["intercept"], w["a"], w["b"]
 
     def __call__(self, texts: Sequence[str]) -> list[float]:
-        # Each text's tokens as vocabulary indices (-1: out of vocabulary; one-character
-        # runs never are in it), then for the whole batch at once: the term counts per
-        # text (unique (text, term) pairs), the TF-IDF, its L2 norm and the five decision
-        # values (sums per text by bincount). No per-text Counter: half the time (issue 14).
-        index, ascii_index, sizes, terms = self.index, self.ascii_index, [], []
-        for text in texts:
-            low = text.lower()
-            if low.isascii():  # the tokens are the \w runs of two characters or more
-                found = list(map(ascii_index.get, ascii_words(low), repeat(-1)))
-            else:
-                found = list(map(index.get, _TOKEN.findall(low), repeat(-1)))
-            sizes.append(len(found))
-            terms += found
+        # Each text's tokens as vocabulary indices with the text's row, then for the whole
+        # batch at once: the term counts per text (unique (text, term) pairs), the TF-IDF,
+        # its L2 norm and the five decision values (sums per text by bincount). No
+        # per-text Counter: half the time (issue 14).
+        rows, term = self._terms(texts)
         n, vocabulary = len(texts), len(self.idf)
-        term = np.array(terms, dtype=np.int64)
         known = term >= 0
-        pair = np.repeat(np.arange(n, dtype=np.int64), sizes)[known] * vocabulary + term[known]
+        pair = rows[known] * vocabulary + term[known]
         pair, count = np.unique(pair, return_counts=True)
         row, term = pair // vocabulary, pair % vocabulary
         x = count * self.idf[term]
@@ -111,6 +103,29 @@ class Toxicity:
         )
         p = 1.0 / (1.0 + np.exp(self.a[:, None] * decision + self.b[:, None]))
         return p.mean(axis=0).tolist()  # type: ignore[no-any-return]
+
+    def _terms(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The tokens of ``texts`` as vocabulary indices (-1: out of vocabulary; one-
+        character runs never are in it), and the row of the text each comes from.
+
+        The ASCII texts (the tokens are their \\w runs of two characters or more) are
+        split as one batch (``joined_ascii_words``): one pass for all of them, where one
+        per text was most of the model's cost on short texts. Others by the regex."""
+        lows = [t.lower() for t in texts]
+        batch: list[int] = []
+        alone: list[int] = []
+        for i, low in enumerate(lows):
+            (batch if low.isascii() and SEPARATOR not in low else alone).append(i)
+        words = joined_ascii_words([lows[i] for i in batch])
+        found = np.fromiter(map(self._batch_index.get, words, repeat(-1)), np.int64, len(words))
+        # The separators (-2) count the texts: a word's text is the number before it.
+        rows = [np.asarray(batch, dtype=np.int64)[np.cumsum(found == -2)]]
+        terms = [found]
+        for i in alone:
+            ids = list(map(self.index.get, _TOKEN.findall(lows[i]), repeat(-1)))
+            rows.append(np.full(len(ids), i, dtype=np.int64))
+            terms.append(np.array(ids, dtype=np.int64))
+        return np.concatenate(rows), np.concatenate(terms)
 
 
 @cache

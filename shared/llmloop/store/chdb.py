@@ -81,20 +81,23 @@ class ChdbStore:
         result = self._run(sql, fmt, params)
         return result.bytes() if hasattr(result, "bytes") else bytes(result)
 
-    def insert(self, table: str, data: pa.Table) -> int:
+    def insert(self, table: str, data: pa.Table, *, unique_keys: bool = False) -> int:
         if data.num_rows == 0:
             return 0
         sink = io.BytesIO()
         with pa.ipc.new_stream(sink, data.schema) as writer:
             writer.write_table(data)
         columns = ", ".join(f"`{name}`" for name in data.column_names)
+        settings = " SETTINGS optimize_on_insert = 0" if unique_keys else ""
         conn = self._session._conn
         if conn is None:
             raise StoreError(f"insert into {table} failed: the store is closed")
         try:
             with (
                 self._lock,
-                conn.send_insert(f"INSERT INTO `{table}` ({columns})", "ArrowStream") as inserter,
+                conn.send_insert(
+                    f"INSERT INTO `{table}` ({columns}){settings}", "ArrowStream"
+                ) as inserter,
             ):
                 inserter.append(sink.getvalue())
                 return int(inserter.finish().rows_written)

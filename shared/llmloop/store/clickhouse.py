@@ -101,11 +101,12 @@ class ClickHouseStore:
         except Exception as exc:
             raise StoreError(str(exc).strip()) from exc
 
-    def insert(self, table: str, data: pa.Table) -> int:
+    def insert(self, table: str, data: pa.Table, *, unique_keys: bool = False) -> int:
         if data.num_rows == 0:
             return 0
+        settings = {"optimize_on_insert": 0} if unique_keys else None
         try:
-            self._client.insert_arrow(table, data)
+            self._client.insert_arrow(table, data, settings=settings)
         except Exception as exc:
             raise StoreError(f"insert into {table} failed: {str(exc).strip()}") from exc
         return int(data.num_rows)

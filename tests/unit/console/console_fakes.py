@@ -32,7 +32,7 @@ class RecordingStore:
     def command(self, sql: str, params: Any = None) -> None:
         raise AssertionError("the console never writes the store")
 
-    def insert(self, table: str, data: Any) -> int:
+    def insert(self, table: str, data: Any, *, unique_keys: bool = False) -> int:
         raise AssertionError("the console never writes the store")
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ def test_probabilities_equal_profanity_checks_own() -> None:
     # Words glued by every kind of character: a token is wherever \w\w+ stops.
     rng = random.Random(4)
     words = str.split("shit idiot damn stupid moron hell love recipe x i fuck ass the a")
-    glue = [*"_-'. ,;:!?/()0123456789\t\n", "é", "  ", ""]
+    glue = [*"_-'. ,;:!?/()0123456789\t\n\x01", "é", "  ", ""]  # \x01: the batch separator
     texts += [
         "".join(rng.choice([w, w.upper(), w.title()]) + rng.choice(glue)
                 for w in rng.choices(words, k=rng.randint(1, 10)))
