@@ -155,9 +155,13 @@ class Enricher:
         columns.update(features)
         tox = zip(columns["prompt_toxicity"], columns["completion_toxicity"], strict=True)
         columns["toxic"] = [max(p, c) >= self.toxic_threshold for p, c in tox]
-        decided = [self.decide(e) for e in events]
-        columns["embedding_state"] = [state for state, _ in decided]
-        columns["embedding_sample_rate"] = [rate for _, rate in decided]
+        if self.sampler is None:  # embeddings off: nothing to decide per completion
+            columns["embedding_state"] = ["off"] * len(events)
+            columns["embedding_sample_rate"] = [0.0] * len(events)
+        else:
+            decided = [self.decide(e) for e in events]
+            columns["embedding_state"] = [state for state, _ in decided]
+            columns["embedding_sample_rate"] = [rate for _, rate in decided]
         # The vectors are in completion_embeddings now (issue 18); `embedded` stays true
         # only on rows written before, which hold them here.
         columns["embedded"] = [False] * len(events)

@@ -32,19 +32,16 @@ _REFUSAL_ANYWHERE = re.compile(
 )
 
 
-# Every phrase _REFUSAL_ANYWHERE matches holds one of these, lower-cased (in ASCII text:
-# elsewhere IGNORECASE also folds a dotless i, so the pattern always runs there).
-_REFUSAL_WORDS = ("i can", "i'm unable", "i am unable", "against")
-
-
 def is_refusal(text: str) -> bool:
     """Whether a completion declines the request (phrase rules, English)."""
     if _REFUSAL.search(text[:200]):
         return True
     head = text[:2000]
+    # Every phrase _REFUSAL_ANYWHERE matches holds one of these words, lower-cased (in
+    # ASCII text: elsewhere IGNORECASE also folds a dotless i, so the pattern always runs).
     if head.isascii():
         low = head.lower()
-        if not any(word in low for word in _REFUSAL_WORDS):
+        if not ("i can" in low or "i'm unable" in low or "i am unable" in low or "against" in low):
             return False
     return bool(_REFUSAL_ANYWHERE.search(head))
 
@@ -71,17 +68,24 @@ def text_features(prompts: Sequence[str], outputs: Sequence[str]) -> Features:
     """The model-based features of completions, one list per ``completion_enrichments``
     column: prompt and completion sentiment and toxicity, refusal, PII kinds (of prompt
     and answer) and demographic groups (of the prompt). Pure CPU work on texts, so it can
-    run in a worker process (``FeatureWorker``)."""
-    tox = toxicity(list(prompts) + list(outputs))
-    n = len(prompts)
+    run in a worker process (``FeatureWorker``).
+
+    A prompt's features are computed once per batch: prompts repeat (templates,
+    evaluation sets, the same question asked again), answers rarely do."""
+    distinct = list(dict.fromkeys(prompts))
+    tox = toxicity(distinct + list(outputs))
+    n = len(distinct)
+    prompt_sentiment = dict(zip(distinct, sentiment(distinct), strict=True))
+    prompt_toxicity = dict(zip(distinct, tox[:n], strict=True))
+    groups = {p: demographic_groups(p) for p in distinct}
     return {
-        "prompt_sentiment": sentiment(prompts),
+        "prompt_sentiment": [prompt_sentiment[p] for p in prompts],
         "completion_sentiment": sentiment(outputs),
-        "prompt_toxicity": tox[:n],
+        "prompt_toxicity": [prompt_toxicity[p] for p in prompts],
         "completion_toxicity": tox[n:],
         "refusal": [is_refusal(o) for o in outputs],
         "pii": [pii_flags(p, o) for p, o in zip(prompts, outputs, strict=True)],
-        "demographics": [demographic_groups(p) for p in prompts],
+        "demographics": [groups[p] for p in prompts],
     }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from llmloop.events import CompletionLogged
 from llmloop_processor.embed import Sampler
 from llmloop_processor.enrichment import DEFAULT_PRICES, Enricher, estimate_tokens, price_for
@@ -152,3 +154,28 @@ def test_features_in_a_worker_process_equal_those_in_process() -> None:
         assert worker.table(events).equals(Enricher(Sampler(0.5)).table(events))
     finally:
         worker.close()
+
+
+def test_a_batchs_repeated_prompts_get_the_features_each_would_get_alone() -> None:
+    # text_features computes a prompt's features once per batch: each completion must
+    # still get its own prompt's, in its own place, whatever repeats where.
+    from llmloop.testing.corpus import long_completions
+    from llmloop_processor.bias import demographic_groups
+    from llmloop_processor.features import sentiment, text_features
+
+    rng = random.Random(3)
+    pool = [q for q, _ in long_completions("cooking", 40, 2)] + [
+        "She is an idiot 😀", "", "Ünïcode her", "call 555-123-4567", "my son is a teen",
+    ]  # fmt: skip
+    prompts = [rng.choice(pool) for _ in range(600)]
+    outputs = [f"Roast {i} minutes, you moron" if i % 5 == 0 else f"Sure {i}" for i in range(600)]
+    got = text_features(prompts, outputs)
+    assert got["prompt_sentiment"] == sentiment(prompts)
+    assert got["demographics"] == [demographic_groups(p) for p in prompts]
+    assert got["pii"] == [pii_flags(p, o) for p, o in zip(prompts, outputs, strict=True)]
+    assert got["refusal"] == [is_refusal(o) for o in outputs]
+    alone = [text_features([p], [o]) for p, o in zip(prompts[:60], outputs[:60], strict=True)]
+    for column in ("prompt_toxicity", "completion_toxicity", "prompt_sentiment"):
+        assert got[column][:60] == pytest.approx([a[column][0] for a in alone], abs=1e-12)
+    assert len(set(prompts)) < len(prompts) / 10  # prompts repeat, and in no order
+    assert any(got["demographics"]) and len(set(got["prompt_toxicity"])) > 10
