@@ -23,13 +23,13 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from functools import cache
-from itertools import compress, pairwise
+from itertools import compress
 from typing import Any
 
 _PUNCTUATION = string.punctuation
 _KNOWN_WORDS = 50_000  # distinct words remembered (about 12 MB at most; real text repeats)
 # A word as the rules see it: form, lower-cased, upper-case, in the lexicon, changes
-# nothing before a sentiment word, part of an idiom or multi-word booster, lexicon value.
+# nothing before a sentiment word, first word of an idiom or multi-word booster, lexicon value.
 _Word = tuple[str, str, bool, bool, bool, bool, float]
 
 
@@ -50,7 +50,7 @@ class FastVader:
         # looks up has two words or more, and starts with one).
         phrases = [k.split(" ") for k in (*vs.SPECIAL_CASES, *vs.BOOSTER_DICT) if " " in k]
         self._pairs = frozenset((p[0], p[1]) for p in phrases)
-        self._phrase_words = frozenset(w for p in phrases for w in p)
+        self._firsts = frozenset(p[0] for p in phrases)
         # Words that change nothing as one of the three before a sentiment word: not a
         # booster, a negation, or a word a rule names. Behind such words only (and no
         # idiom in reach), a word's valence is its lexicon value: no rule runs.
@@ -71,22 +71,26 @@ class FastVader:
         rows = [known.get(w) or learn(w) for w in text.split()]
         if not rows:
             return 0.0
-        words, lower, upper, lexical, inert, in_phrase, values = zip(*rows, strict=True)
+        words, lower, upper, lexical, inert, first, values = zip(*rows, strict=True)
         if True not in lexical:  # no lexicon word: every valence is 0, and so is the score
             return 0.0
         n = len(words)
         caps = sum(upper)
         cap_diff = 0 < n - caps < n
         sentiments: list[float] = [0] * n
+        # Where a phrase starts (its first two words neighbours): the idiom check can
+        # change only the words within its reach (most texts hold none).
+        pairs = self._pairs
+        starts = [j for j in compress(range(n - 1), first) if (lower[j], lower[j + 1]) in pairs]
         if (
             all(inert)
             and not (cap_diff and any(compress(upper, lexical)))
             and "but" not in lower
-            and (True not in in_phrase or self._pairs.isdisjoint(pairwise(lower)))
+            and not starts
         ):  # no rule applies to any word (see __init__): the lexicon values (most texts)
             sentiments = list(values)
         else:
-            self._rules(words, lower, upper, lexical, inert, in_phrase, cap_diff, sentiments)
+            self._rules(words, lower, upper, lexical, inert, starts, cap_diff, sentiments)
             if "but" in lower:
                 sentiments = _but_check(lower.index("but"), sentiments)
         total = float(sum(sentiments))
@@ -102,11 +106,12 @@ class FastVader:
         upper: Sequence[bool],
         lexical: Sequence[bool],
         inert: Sequence[bool],
-        in_phrase: Sequence[bool],
+        starts: Sequence[int],
         cap_diff: bool,
         sentiments: list[float],
     ) -> None:
-        """Each lexicon word's valence in ``sentiments``, its rules applied."""
+        """Each lexicon word's valence in ``sentiments``, its rules applied (``starts``:
+        where the text's phrases start)."""
         vs, lexicon, last = self._vs, self.lexicon, len(words) - 1
         for i in compress(range(len(words)), lexical):
             low = lower[i]
@@ -114,16 +119,14 @@ class FastVader:
                 continue
             lo = max(0, i - 3)
             if (
-                low != "no"
-                and all(inert[lo:i])
-                and not (any(in_phrase[lo : i + 3]) and self._near_idiom(lower, i))
+                low != "no" and all(inert[lo:i]) and not (starts and _near(starts, i))
             ):  # no rule applies (see __init__): the lexicon value, with the capitals rule
                 valence = lexicon[low]
                 if upper[i] and cap_diff:
                     valence = valence + vs.C_INCR if valence > 0 else valence - vs.C_INCR
                 sentiments[i] = valence
             else:
-                sentiments[i] = self._valence(words, lower, i, cap_diff)
+                sentiments[i] = self._valence(words, lower, i, cap_diff, starts)
 
     def _learn(self, word: str) -> _Word:
         stripped = word.strip(_PUNCTUATION)
@@ -137,14 +140,21 @@ class FastVader:
             form.isupper(),
             low in self.lexicon,
             inert,
-            low in self._phrase_words,
+            low in self._firsts,
             value,
         )
         if len(self._words) < _KNOWN_WORDS:
             self._words[word] = row
         return row
 
-    def _valence(self, words: Sequence[str], lower: Sequence[str], i: int, cap_diff: bool) -> float:
+    def _valence(
+        self,
+        words: Sequence[str],
+        lower: Sequence[str],
+        i: int,
+        cap_diff: bool,
+        starts: Sequence[int],
+    ) -> float:
         # SentimentIntensityAnalyzer.sentiment_valence for a lexicon word, rule by rule.
         vs, lexicon, low = self._vs, self.lexicon, lower[i]
         valence = lexicon[low]
@@ -170,7 +180,7 @@ class FastVader:
                     scalar = scalar + vs.C_INCR if valence > 0 else scalar - vs.C_INCR
                 scalar *= (1.0, 0.95, 0.9)[start_i]
             valence = self._negation(valence + scalar, lower, start_i, i)
-            if start_i == 2 and self._near_idiom(lower, i):
+            if start_i == 2 and starts and _near(starts, i):
                 lo = i - 3
                 valence = vs.SentimentIntensityAnalyzer._special_idioms_check(
                     valence, lower[lo : i + 3], 3
@@ -203,15 +213,6 @@ class FastVader:
                 valence *= n_scalar
         return valence
 
-    def _near_idiom(self, lower: Sequence[str], i: int) -> bool:
-        # Whether a phrase the idiom check looks up can lie within words i-3 .. i+2 (its
-        # reach): its first two words are neighbours there.
-        pairs = self._pairs
-        return any(
-            (lower[p], lower[p + 1]) in pairs
-            for p in range(max(0, i - 3), min(i + 2, len(lower) - 1))
-        )
-
     def _negated(self, word: str) -> bool:  # vaderSentiment.negated([word])
         return word in self._negate or "n't" in word
 
@@ -227,6 +228,12 @@ class FastVader:
                 out.append(description if prev_space else " " + description)
                 prev_space = False
         return "".join(out)
+
+
+def _near(starts: Sequence[int], i: int) -> bool:
+    """Whether a phrase starting at one of ``starts`` can lie within words i-3 .. i+2, the
+    idiom check's reach: it starts at i-3 .. i+1."""
+    return any(i - 3 <= j <= i + 1 for j in starts)
 
 
 def _but_check(bi: int, sentiments: list[float]) -> list[float]:
