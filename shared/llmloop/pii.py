@@ -143,20 +143,20 @@ class _Text:
 
 # Order matters: the longer, stricter shapes go before phones, whose pattern would
 # swallow them. The last two columns are the necessary conditions on the text (above):
-# the digits a match holds at least, then a check of the text; redaction and the
-# processor's flags run on every text, the patterns cost tens of microseconds each on a
-# long answer, and most texts fail the conditions (the digit count, first: most texts
-# hold too few digits for most patterns, and it costs no call).
-_Gate = Callable[[_Text], bool]
+# the digits a match holds at least, then a check of the text (given that number);
+# redaction and the processor's flags run on every text, the patterns cost tens of
+# microseconds each on a long answer, and most texts fail the conditions (the digit
+# count first: most texts hold too few digits for most patterns, and it costs no call).
+_Gate = Callable[[_Text, int], bool]
 _DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool], int, _Gate]] = [
-    ("email", _EMAIL, _always, 0, lambda t: "@" in t.text),
+    ("email", _EMAIL, _always, 0, lambda t, _: "@" in t.text),
     # An IBAN starts with two capitals and two digits ("uudd" in the mask).
-    ("iban", _IBAN, _always, 2, lambda t: t.could_hold(_IBAN, 2, b"uudd")),
-    ("card", _CARD, _is_card, 13, lambda t: t.could_hold(_CARD, 13)),
-    ("ssn", _SSN, _always, 9, lambda t: "-" in t.text and t.could_hold(_SSN, 9)),
-    ("ip", _IPV4, _is_ip, 4, lambda t: t.text.count(".") >= 3 and t.could_hold(_IPV4, 4)),
-    ("ip", _IPV6, _is_ip, 0, lambda t: _colon_pair(t.text)),
-    ("phone", _PHONE, _is_phone, 8, lambda t: t.could_hold(_PHONE, 8)),
+    ("iban", _IBAN, _always, 2, lambda t, n: t.could_hold(_IBAN, n, b"uudd")),
+    ("card", _CARD, _is_card, 13, lambda t, n: t.could_hold(_CARD, n)),
+    ("ssn", _SSN, _always, 9, lambda t, n: "-" in t.text and t.could_hold(_SSN, n)),
+    ("ip", _IPV4, _is_ip, 4, lambda t, n: t.text.count(".") >= 3 and t.could_hold(_IPV4, n)),
+    ("ip", _IPV6, _is_ip, 0, lambda t, _: _colon_pair(t.text)),
+    ("phone", _PHONE, _is_phone, 8, lambda t, n: t.could_hold(_PHONE, n)),
 ]
 
 
@@ -181,7 +181,7 @@ def redact_text(text: str, counts: MutableMapping[str, int]) -> str:
         return text
     seen = _Text(text)
     for kind, pattern, accept, min_digits, could_match in _DETECTORS:
-        if seen.digits >= min_digits and could_match(seen):
+        if seen.digits >= min_digits and could_match(seen, min_digits):
             replaced = pattern.sub(_replacer(kind, accept, counts), seen.text)
             if replaced != seen.text:
                 seen = _Text(replaced)

@@ -70,13 +70,8 @@ def stored_copy(
     cuts = np.flatnonzero(np.diff(ms) > RUN_GAP // timedelta(milliseconds=1))
     if len(cuts) < MAX_RUNS:
         starts, ends = ms[np.r_[0, cuts + 1]], ms[np.r_[cuts, len(ms) - 1]]
-        where = (
-            "("
-            + " OR ".join(
-                f"{column} BETWEEN {{lo{i}:{DT}}} AND {{hi{i}:{DT}}}" for i in range(len(starts))
-            )
-            + ")"
-        )
+        ranges = [f"{column} BETWEEN {{lo{i}:{DT}}} AND {{hi{i}:{DT}}}" for i in range(len(starts))]
+        where = "(" + " OR ".join(ranges) + ")"
         for i, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
             params |= {f"lo{i}": _at(lo), f"hi{i}": _at(hi)}
     else:  # scattered history: each time
