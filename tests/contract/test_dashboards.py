@@ -69,9 +69,9 @@ def demo_store(tmp_path_factory):
     store.written = {}
     insert = store.insert
 
-    def recording(table, data):
+    def recording(table, data, **options):
         store.written.setdefault(table, data.schema)
-        return insert(table, data)
+        return insert(table, data, **options)
 
     store.insert = recording
     backfill(store, hours=1.5, events_per_minute=40)  # every service runs on it: ~30 s
