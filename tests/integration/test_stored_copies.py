@@ -13,7 +13,7 @@ import pytest
 from llmloop.events import encode_event, mark_stamped_at_ingest, parse_event
 from llmloop.store import open_store
 from llmloop.store.migrate import migrate
-from llmloop_processor.writer import MAX_RUNS, StoreWriter, stored_copy
+from llmloop_processor.writer import MAX_RUNS, SPECS, StoreWriter, stored_copy
 
 START = datetime(2026, 11, 2, 9, 0, 0, 123456, tzinfo=UTC)  # sub-millisecond part on purpose
 
@@ -114,3 +114,21 @@ def test_times_close_together_are_one_range_and_scattered_ones_each_their_own(an
     assert (writer.write(again).inserted, writer.write(again).duplicates) == ({}, len(again))
     total = len(live) + len(old) + len(scattered) + 1
     assert any_store.query("SELECT count() FROM completions").scalar() == total
+
+
+def test_only_tables_keyed_by_the_event_skip_the_fold_on_insert(tmp_path):
+    # The writer inserts a deduplicated batch without the engine's fold on insert
+    # (unique_keys) only where the table's key holds the project and the event id: no two
+    # of the batch's rows share it. Elsewhere (a baseline pin per key) the engine folds.
+    store = open_store(f"chdb:///{tmp_path}/chdb")
+    migrate(store)
+    keys = dict(
+        store.query(
+            "SELECT name, sorting_key FROM system.tables WHERE database = currentDatabase()"
+        ).rows
+    )
+    store.close()
+    for spec in SPECS.values():
+        parts = {p.strip() for p in keys[spec.table].split(",")}
+        assert spec.keyed_by_event == ({"project_id", "event_id"} <= parts), spec.table
+    assert not SPECS["baseline"].keyed_by_event

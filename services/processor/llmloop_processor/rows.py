@@ -75,6 +75,10 @@ class TableSpec:
     time_column: str
     time_attribute: str
     columns: tuple[Column, ...]
+    # The table's key holds the project and the event id, so a batch the writer has
+    # deduplicated holds no two rows of one key: its insert skips the engine's fold on
+    # insert (``Store.insert(unique_keys=True)``). False where the key is another.
+    keyed_by_event: bool = True
 
     @property
     def schema(self) -> pa.Schema:
@@ -339,6 +343,7 @@ DRIFT_BASELINES = TableSpec(
         # The pin's own time: the latest pin wins (ReplacingMergeTree).
         field("set_at", TS, "timestamp"),
     ),
+    keyed_by_event=False,  # one row per (project, model, prompt version): the latest pin
 )
 
 # Event wire type -> where it lands.

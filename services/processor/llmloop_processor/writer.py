@@ -134,7 +134,7 @@ class StoreWriter:
             if not new:
                 continue
             result.inserted[spec.table] = self.store.insert(
-                spec.table, spec.to_arrow(new), unique_keys=True
+                spec.table, spec.to_arrow(new), unique_keys=spec.keyed_by_event
             )
             if event_type == "completion_content":
                 late = self.join.complete_stored(new, inserted_completions)  # type: ignore[arg-type]
