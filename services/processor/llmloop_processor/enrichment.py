@@ -133,15 +133,6 @@ class Enricher:
         if self._worker is not None:
             self._worker.close()
 
-    def decide(self, e: CompletionLogged) -> tuple[str, float]:
-        """(embedding_state, sample rate) of one completion."""
-        if self.sampler is None:
-            return "off", 0.0
-        chosen, rate = self.sampler.decide(
-            e.event_id, (e.project_id or "", e.model, e.prompt_version or "")
-        )
-        return ("sampled" if chosen else "not_sampled"), rate
-
     def table(self, events: Sequence[CompletionLogged]) -> pa.Table:
         """The ``completion_enrichments`` rows of ``events`` as one Arrow table (no
         vectors: those are the embedding stage's). Built a column at a time."""
@@ -155,17 +146,23 @@ class Enricher:
         columns.update(features)
         tox = zip(columns["prompt_toxicity"], columns["completion_toxicity"], strict=True)
         columns["toxic"] = [max(p, c) >= self.toxic_threshold for p, c in tox]
-        if self.sampler is None:  # embeddings off: nothing to decide per completion
-            columns["embedding_state"] = ["off"] * len(events)
-            columns["embedding_sample_rate"] = [0.0] * len(events)
-        else:
-            decided = [self.decide(e) for e in events]
-            columns["embedding_state"] = [state for state, _ in decided]
-            columns["embedding_sample_rate"] = [rate for _, rate in decided]
+        columns["embedding_state"], columns["embedding_sample_rate"] = self._samples(events)
         # The vectors are in completion_embeddings now (issue 18); `embedded` stays true
         # only on rows written before, which hold them here.
         columns["embedded"] = [False] * len(events)
         return pa.Table.from_pydict(columns, schema=SCALAR_SCHEMA)
+
+    def _samples(self, events: Sequence[CompletionLogged]) -> tuple[list[str], list[float]]:
+        """Each completion's embedding_state and the sample rate it was chosen at."""
+        if self.sampler is None:  # embeddings off: nothing to decide per completion
+            return ["off"] * len(events), [0.0] * len(events)
+        sampler = self.sampler
+        decided = [
+            sampler.decide(e.event_id, (e.project_id or "", e.model, e.prompt_version or ""))
+            for e in events
+        ]
+        states = ["sampled" if chosen else "not_sampled" for chosen, _ in decided]
+        return states, [rate for _, rate in decided]
 
     def _usage(
         self, events: Sequence[CompletionLogged], prompts: list[str], outputs: list[str]
